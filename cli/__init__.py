@@ -1,0 +1,1 @@
+"""The ``segsuite`` command line (typer). Heavy libraries are imported inside commands."""

@@ -1,0 +1,45 @@
+"""segsuite.core: the domain-free machinery shared by every plugin.
+
+Names are resolved lazily so that ``import segsuite.core`` (done by every plugin at
+start-up) does not import torch; ``from segsuite.core import build_model`` imports what
+it needs on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module, metadata
+from typing import Any
+
+from .hookspecs import hookimpl, hookspec
+
+try:
+    __version__ = metadata.version("segsuite")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+_LAZY: dict[str, str] = {
+    "ClassMap": "classmap",
+    "SpatialRef": "spatial",
+    "Item": "spatial",
+    "Domain": "domain",
+    "ModelSpec": "domain",
+    "SegsuiteError": "errors",
+    "load_plugins": "plugins",
+    "get_registry": "plugins",
+    "PluginRegistry": "plugins",
+}
+
+__all__ = ["__version__", "hookimpl", "hookspec", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segsuite.core' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

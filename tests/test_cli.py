@@ -1,0 +1,104 @@
+"""The command line: help, version, plugin listing and every user-error path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import assert_one_line_error
+
+CORE_COMMANDS = ["plugins", "models", "train", "evaluate", "run", "split", "export", "bench", "demo"]
+
+
+def test_help_lists_core_and_plugin_commands(cli):
+    res = cli("--help")
+    assert res.exit_code == 0
+    for name in [*CORE_COMMANDS, "tile"]:
+        assert f"\n  {name} " in res.stdout, name
+
+
+@pytest.mark.parametrize("command", [*CORE_COMMANDS, "tile"])
+def test_every_command_explains_itself(cli, command):
+    res = cli(command, "--help")
+    assert res.exit_code == 0, res.output
+    body = res.stdout.split("\n\n", 2)[1].strip()
+    assert len(body) > 30, f"`segsuite {command} --help` says too little: {body!r}"
+
+
+def test_version(cli):
+    from importlib.metadata import version
+
+    res = cli("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"segsuite {version('segsuite')}"
+
+
+def test_plugins_lists_the_four_domains_with_classes(cli):
+    res = cli("plugins")
+    assert res.exit_code == 0
+    for name in ("driving", "medical", "industrial", "satellite"):
+        assert f"{name}  (built-in; segsuite.plugins.{name}.plugin)" in res.stdout
+    assert "classes [cityscapes] (19): road, sidewalk," in res.stdout
+    assert "commands: tile" in res.stdout
+
+
+def test_plugins_json(cli):
+    res = cli("plugins", "--json")
+    data = json.loads(res.stdout)
+    medical = next(p for p in data["plugins"] if p["name"] == "medical")
+    (dom,) = medical["domains"]
+    assert dom["spatial_dims"] == 3 and dom["readers"] == [".nii", ".nii.gz"]
+    assert data["failures"] == []
+
+
+def test_help_does_not_import_the_heavy_stack():
+    code = (
+        "import sys\n"
+        "from segsuite.cli.app import main\n"
+        "rc = main(['--help'])\n"
+        "heavy = [m for m in ('torch', 'monai', 'rasterio', 'nibabel', 'cv2') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["run", "nosuchdomain", "--input", "x.png"], ["unknown domain 'nosuchdomain'", "available: driving, industrial, medical, satellite"]),
+        (["train", "nosuchdomain", "--data", "."], ["unknown domain 'nosuchdomain'"]),
+        (["evaluate", "nosuchdomain"], ["unknown domain 'nosuchdomain'"]),
+        (["run", "medical", "--input", "{tmp}/missing.nii.gz"], ["missing.nii.gz: input not found"]),
+        (["run", "medical", "--input", "{tmp}/*.nii.gz"], ["*.nii.gz: no input files with suffix .nii, .nii.gz"]),
+        (["tile", "{tmp}/missing.tif"], ["missing.tif: file not found"]),
+        (["train", "--data", "{tmp}/nodata"], ["nodata: training data (--data) not found"]),
+        (["evaluate", "--model", "{tmp}/missing.pt", "--data", "{tmp}"], ["missing.pt: checkpoint (--model) not found"]),
+        (["evaluate", "--model", "{tmp}", "--data", "{tmp}"], ["checkpoint (--model) must be a file"]),
+        (["export", "--model", "{tmp}/missing.pt"], ["missing.pt: checkpoint not found"]),
+        (["split", "{tmp}/nothing"], ["nothing: dataset not found"]),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(cli, tmp_path, args, fragments):
+    res = cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert_one_line_error(res, *fragments)
+
+
+def test_debug_shows_the_traceback(cli):
+    res = cli("--debug", "run", "nosuchdomain", "--input", "x.png")
+    assert res.exit_code != 0
+    assert res.exception is not None and "unknown domain" in str(res.exception)
+
+
+def test_console_entry_point_reports_errors_the_same_way(segsuite_proc, tmp_path):
+    res = segsuite_proc("tile", tmp_path / "gone.tif")
+    assert_one_line_error(res, "gone.tif: file not found")
+    res = segsuite_proc("--debug", "tile", tmp_path / "gone.tif")
+    assert res.returncode == 1 and "Traceback" in res.stderr and "InputFileError" in res.stderr
+
+
+def test_unknown_command_and_option_are_usage_errors(cli):
+    assert cli("frobnicate").exit_code == 2
+    assert cli("plugins", "--bogus").exit_code == 2
