@@ -59,7 +59,8 @@ def segsuite_models() -> "Mapping[str, ModelFactory]":
     Collecting: names join the core model registry; a name the core or an earlier plugin
     already uses is skipped with a warning. Factories are called as
     ``factory(in_channels, num_classes, spatial_dims=2, **options)`` and must return a
-    ``torch.nn.Module`` mapping ``(N, C, *spatial)`` to ``(N, num_classes, *spatial)``.
+    ``torch.nn.Module`` mapping ``(N, C, *spatial)`` to ``(N, num_classes, *spatial)``; a
+    ``segsuite_stride`` attribute on the module makes the core pad inputs to a multiple of it.
     Import torch inside the factory, not at module level.
     """
 
