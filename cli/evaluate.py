@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,13 +11,22 @@ from .common import domain, not_implemented, require_path
 
 
 def evaluate(
-    domain_name: Annotated[str | None, typer.Argument(metavar="[DOMAIN]", help="Domain (default: from the checkpoint)")] = None,
-    model: Annotated[Path | None, typer.Option(help="segsuite checkpoint")] = None,
-    data: Annotated[Path | None, typer.Option(help="Labelled data: paired folders or a manifest")] = None,
-    output: Annotated[Path, typer.Option(help="Folder for metrics JSON and confusion-matrix PNG")] = Path("evaluation"),
+    domain_name: Annotated[Optional[str], typer.Argument(metavar="[DOMAIN]", help="Domain (default: from the checkpoint)")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="segsuite checkpoint (.safetensors)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Labelled data: paired folders or a manifest")] = None,
+    output: Annotated[Path, typer.Option(help="Folder for metrics.json, per_image.csv and confusion.png")] = Path("evaluation"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
 ) -> None:
-    """Evaluate a checkpoint: per-class IoU/accuracy/Dice, mIoU, confusion matrix (JSON + PNG)."""
-    domain(domain_name)
+    """Evaluate a checkpoint: per-class IoU/accuracy/Dice/BF score, mIoU, confusion matrix (JSON + PNG)."""
+    from segsuite.core import tasks
+    from segsuite.core.checkpoint import read_card
+
+    dom = domain(domain_name)
     require_path(model, "checkpoint (--model)", kind="file")
     require_path(data, "evaluation data (--data)")
-    raise not_implemented("evaluate", "evaluation")
+    card = read_card(model)
+    if card.model.get("spatial_dims", 2) != 2 or (dom is not None and dom.spatial_dims != 2):
+        raise not_implemented("evaluate", "evaluation of volumetric (3D) models")
+    metrics = tasks.evaluate(model, data, output, device=device)
+    typer.echo(metrics.table())
+    typer.echo(f"\nwrote {output / 'metrics.json'}, {output / 'per_image.csv'}, {output / 'confusion.png'}")

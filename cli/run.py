@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from .common import domain, expand_inputs, not_implemented
+from .common import domain, expand_inputs, not_implemented, require_path
 
 
 def run(
-    domain_name: Annotated[str | None, typer.Argument(metavar="[DOMAIN]", help="Domain (default: from the checkpoint)")] = None,
-    input: Annotated[str | None, typer.Option("--input", "-i", help="File, folder or glob")] = None,
-    model: Annotated[Path | None, typer.Option(help="segsuite checkpoint (default: the domain's shipped model)")] = None,
-    output: Annotated[Path | None, typer.Option(help="Output folder or file")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    domain_name: Annotated[Optional[str], typer.Argument(metavar="[DOMAIN]", help="Domain (default: from the checkpoint)")] = None,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="File, folder or glob")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="segsuite checkpoint (default: the domain's shipped model)")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output folder")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
 ) -> None:
-    """Segment images or volumes and write labels, overlays and the domain's JSON report."""
+    """Segment images or volumes and write labels, colour labels, overlays and a JSON summary per input."""
+    from segsuite.core import tasks
+    from segsuite.core.checkpoint import read_card
+    from segsuite.core.data.images import IMAGE_SUFFIXES
+
     dom = domain(domain_name)
     if input is None:
         raise typer.BadParameter("--input is required")
-    expand_inputs(input, tuple(dom.readers) if dom is not None else None)
-    raise not_implemented("run", "prediction")
+    inputs = expand_inputs(input, tuple(dom.readers) if dom is not None else IMAGE_SUFFIXES)
+    if model is None:
+        where = f"the {dom.name} domain" if dom is not None else "a run without a domain"
+        raise not_implemented("run", f"a shipped default model for {where} (pass --model CKPT)")
+    require_path(model, "checkpoint (--model)", kind="file")
+    card = read_card(model)
+    if dom is None and card.domain:
+        dom = domain(card.domain)
+    if dom is not None and (dom.spatial_dims != 2 or dom.writers or dom.name == "satellite"):
+        raise not_implemented("run", f"writing {dom.name} outputs ({', '.join(dom.outputs)})")
+    reader = None
+    if dom is not None:
+        reader = lambda p: dom.reader_for(p)(p)  # noqa: E731
+    out = output or Path("segsuite-run")
+    tasks.predict_images(model, inputs, out, device=device, reader=reader)
+    typer.echo(f"wrote {len(inputs)} result(s) to {out}")

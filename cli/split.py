@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from .common import not_implemented, require_path
+from .common import require_path
 
 
 def split(
     data: Annotated[Path, typer.Argument(help="Paired folders (images/, masks/) or a manifest")],
-    output: Annotated[Path, typer.Option(help="Folder for train/val/test manifests")] = Path("splits"),
+    output: Annotated[Path, typer.Option(help="Folder for the manifests")] = Path("splits"),
     ratios: Annotated[str, typer.Option(help="train,val,test fractions")] = "0.7,0.15,0.15",
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    group_by: Annotated[str | None, typer.Option(help="Regex whose first group is the group id (e.g. patient)")] = None,
-    folds: Annotated[int | None, typer.Option(help="Write K cross-validation folds instead")] = None,
+    group_by: Annotated[Optional[str], typer.Option(help="Regex on the file name; its first group is the group id (e.g. patient)")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="Write K cross-validation folds instead")] = None,
 ) -> None:
-    """Partition a dataset into train/val/test manifests so that no group crosses splits."""
+    """Partition a dataset into train/val/test manifests (CSV) so that no group crosses splits.
+
+    With --folds K, writes fold_1/ ... fold_K/, each with train.csv and val.csv. Use a
+    manifest as --data/--val of `segsuite train`.
+    """
+    from segsuite.core.data.datasets import scan_pairs, write_manifest
+    from segsuite.core.data.split import kfold_pairs, split_pairs
+
     require_path(data, "dataset")
-    raise not_implemented("split", "partitioning")
+    pairs = scan_pairs(data)
+    if folds:
+        for i, fold in enumerate(kfold_pairs(pairs, folds, seed, group_by), start=1):
+            for name, items in fold.items():
+                write_manifest(output / f"fold_{i}" / f"{name}.csv", items)
+            groups = len({p.group for p in fold["val"]})
+            typer.echo(f"fold {i}: {len(fold['train'])} train, {len(fold['val'])} val ({groups} group(s))")
+        return
+    parts = split_pairs(pairs, ratios, seed, group_by)
+    for name, items in parts.items():
+        if items:
+            write_manifest(output / f"{name}.csv", items)
+        groups = len({p.group for p in items})
+        typer.echo(f"{name}: {len(items)} samples, {groups} group(s) -> {output / (name + '.csv') if items else '(empty)'}")

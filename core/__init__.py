@@ -27,6 +27,39 @@ _LAZY: dict[str, str] = {
     "load_plugins": "plugins",
     "get_registry": "plugins",
     "PluginRegistry": "plugins",
+    # models and checkpoints
+    "build_model": "models.registry",
+    "list_models": "models.registry",
+    "SegmentationModel": "models.base",
+    "load_pretrained": "models.pretrained",
+    "ModelCard": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    # training, inference, metrics, losses
+    "TrainConfig": "trainer",
+    "Trainer": "trainer",
+    "Predictor": "infer",
+    "SlidingWindow": "infer",
+    "ConfusionMatrix": "metrics",
+    "SegmentationMetrics": "metrics",
+    "build_loss": "losses",
+    "CrossEntropyLoss": "losses",
+    "DiceLoss": "losses",
+    "DiceCELoss": "losses",
+    "FocalLoss": "losses",
+    "TverskyLoss": "losses",
+    # data workflow
+    "SegmentationDataset": "data.datasets",
+    "scan_pairs": "data.datasets",
+    "write_manifest": "data.datasets",
+    "split_pairs": "data.split",
+    "kfold_pairs": "data.split",
+    "count_classes": "data.stats",
+    "Augment": "data.transforms",
+    # the CLI's steps, same names
+    "train": "tasks",
+    "evaluate": "tasks",
+    "predict_images": "tasks",
 }
 
 __all__ = ["__version__", "hookimpl", "hookspec", *_LAZY]

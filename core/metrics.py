@@ -107,7 +107,7 @@ class SegmentationMetrics:
 
     def table(self) -> str:
         """A plain-text table: one row per class, then the dataset-level metrics."""
-        w = max(12, *(len(n) for n in self.class_names))
+        w = max(16, *(len(n) for n in self.class_names))
         lines = [f"{'class':<{w}}  {'IoU':>7}  {'Acc':>7}  {'Dice':>7}  {'Prec':>7}  {'BF':>7}  {'pixels':>10}"]
         for i, name in enumerate(self.class_names):
             bf = self.bf_per_class[i] if self.bf_per_class is not None else float("nan")

@@ -73,6 +73,16 @@ def list_models(pattern: str = "*", registry: Any = None) -> list[ModelEntry]:
     return [e for n, e in sorted(_all_models(registry).items()) if fnmatch.fnmatch(n, pattern)]
 
 
+def model_entry(name: str, registry: Any = None, entries: dict[str, ModelEntry] | None = None) -> ModelEntry:
+    """The registry entry for ``name``; a one-line error with suggestions when unknown."""
+    entries = entries if entries is not None else _all_models(registry)
+    if name not in entries:
+        close = difflib.get_close_matches(name, entries, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UnknownNameError(f"unknown model {name!r}{hint}; available: {', '.join(sorted(entries))}")
+    return entries[name]
+
+
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     """``["encoder=resnet50", "output_stride=16"]`` -> typed dict (values parsed as YAML)."""
     import yaml
@@ -105,10 +115,7 @@ def build_model(
     from .base import SegmentationModel
 
     entries = _all_models(registry)
-    if name not in entries:
-        close = difflib.get_close_matches(name, entries, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UnknownNameError(f"unknown model {name!r}{hint}; available: {', '.join(sorted(entries))}")
+    model_entry(name, registry, entries)
     if name == "unet" and spatial_dims == 3:
         name = "unet3d"
         options.pop("encoder", None)

@@ -1,0 +1,227 @@
+"""Inference: whole-image or sliding-window, 2D or 3D, batched and blended on the device.
+
+The sliding window places patches ``step = int(patch * (1 - overlap))`` apart and shifts
+the last one back to end at the border (the same positions as MONAI's
+``sliding_window_inference``, so results agree with it). Each window's logits are
+weighted by an importance map — a separable Gaussian with ``sigma = 0.125 * patch`` that
+trusts window centres more than edges, which is what removes seams — accumulated into one
+output buffer and divided by the summed weights. Windows go through the network in
+batches, are written into the buffer with slicing (no per-window concatenation), and
+the Gaussian is cached per patch size and device.
+
+The buffer may live on another device than the network (``accumulate_on="cpu"`` for a
+volume that does not fit on the GPU); on a CUDA out-of-memory error the predictor moves
+accumulation to the CPU and retries once. For rasters larger than memory the building
+blocks are public: :meth:`SlidingWindow.positions`, :func:`importance_map` and
+:meth:`Predictor.window_logits` let a caller stream windows in and blended results out.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import SegsuiteError
+
+
+@lru_cache(maxsize=16)
+def _importance_cached(patch: tuple[int, ...], mode: str, sigma_scale: float, device: str) -> torch.Tensor:
+    if mode == "constant":
+        return torch.ones(patch, device=device)
+    w: torch.Tensor | None = None
+    for i, p in enumerate(patch):
+        x = torch.arange(p, dtype=torch.float32, device=device) - (p - 1) / 2.0
+        g = torch.exp(-(x**2) / (2 * (sigma_scale * p) ** 2))
+        w = g if w is None else w.unsqueeze(-1) * g.view(*([1] * i), p)
+    assert w is not None
+    # never let a weight reach zero: border pixels covered by one window still need a value
+    return w.clamp(min=max(float(w.min()), 1e-3))
+
+
+def importance_map(patch: Sequence[int], mode: Literal["gaussian", "constant"] = "gaussian",
+                   sigma_scale: float = 0.125, device: torch.device | str = "cpu") -> torch.Tensor:
+    return _importance_cached(tuple(int(p) for p in patch), mode, float(sigma_scale), str(torch.device(device)))
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    patch_size: tuple[int, ...]
+    overlap: float = 0.5
+    blend: Literal["gaussian", "constant"] = "gaussian"
+    sigma_scale: float = 0.125
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < 1:
+            raise SegsuiteError(f"overlap must be in [0, 1), got {self.overlap}")
+        if any(int(p) < 1 for p in self.patch_size):
+            raise SegsuiteError(f"patch size {self.patch_size} must be positive")
+        if self.blend not in ("gaussian", "constant"):
+            raise SegsuiteError(f"blend must be gaussian or constant, got {self.blend!r}")
+
+    def starts(self, size: int, patch: int) -> list[int]:
+        if size <= patch:
+            return [0]
+        step = max(1, int(patch * (1 - self.overlap)))
+        out = []
+        s = 0
+        while True:
+            out.append(min(s, size - patch))
+            if s + patch >= size:
+                break
+            s += step
+        return out
+
+    def positions(self, shape: Sequence[int]) -> list[tuple[int, ...]]:
+        """Start corner of every window over a spatial ``shape`` (inputs at least patch-sized)."""
+        per_axis = [self.starts(int(s), int(p)) for s, p in zip(shape, self.patch_size)]
+        return list(itertools.product(*per_axis))
+
+
+class Predictor:
+    """Runs a segmentation model on raw images or volumes.
+
+    ``image``: array or tensor ``(C, *S)`` or ``(N, C, *S)`` of raw values; the
+    normalisation recorded in the model card is applied here.
+    """
+
+    def __init__(self, model: nn.Module, *, normalization: dict[str, Any] | None = None, device: str = "auto",
+                 amp: Literal["auto", "bf16", "fp16", "off"] = "auto", window: SlidingWindow | None = None,
+                 tta: bool = False, accumulate_on: str | None = None, class_map: Any = None) -> None:
+        from .trainer import amp_dtype, resolve_device
+
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.normalization = normalization or {}
+        self.amp = amp_dtype(amp, self.device)
+        self.window = window
+        self.tta = tta
+        self.accumulate_on = torch.device(accumulate_on) if accumulate_on else self.device
+        self.class_map = class_map
+        self.spatial_dims = int(getattr(model, "spatial_dims", 2))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str = "auto", registry: Any = None, **kwargs: Any) -> "Predictor":
+        from .checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        model = ckpt.build_model(registry=registry)
+        predictor = cls(model, normalization=ckpt.card.normalization, device=device, class_map=ckpt.card.classes, **kwargs)
+        predictor.card = ckpt.card
+        return predictor
+
+    # -- input ----------------------------------------------------------------------
+    def prepare(self, image: Any) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
+        if x.ndim == self.spatial_dims + 1:
+            x = x[None]
+        if x.ndim != self.spatial_dims + 2:
+            raise SegsuiteError(f"expected a {self.spatial_dims}D image with channels, got shape {tuple(x.shape)}")
+        x = x.float()
+        if self.normalization.get("kind") == "zscore":
+            shape = (1, -1) + (1,) * self.spatial_dims
+            mean = torch.as_tensor(self.normalization["mean"], dtype=torch.float32).view(shape)
+            std = torch.as_tensor(self.normalization["std"], dtype=torch.float32).view(shape)
+            if mean.numel() != x.shape[1]:
+                raise SegsuiteError(f"the model was trained on {mean.numel()} channel(s); this input has {x.shape[1]}")
+            x = (x - mean) / std
+        return x
+
+    # -- forward --------------------------------------------------------------------
+    def _flips(self) -> list[tuple[int, ...]]:
+        axes = list(range(2, 2 + self.spatial_dims))
+        if not self.tta:
+            return [()]
+        return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+
+    @torch.no_grad()
+    def window_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of windows (already normalised), averaged over flips when TTA is on."""
+        batch = batch.to(self.device, non_blocking=True)
+        flips = self._flips()
+        out = None
+        for axes in flips:
+            x = batch.flip(axes) if axes else batch
+            with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                y = self.model(x)
+            y = y.float()
+            y = y.flip(axes) if axes else y
+            out = y if out is None else out + y
+        assert out is not None
+        return out / len(flips) if len(flips) > 1 else out
+
+    @torch.no_grad()
+    def logits(self, image: Any, *, normalized: bool = False) -> torch.Tensor:
+        x = image if normalized else self.prepare(image)
+        if self.window is None:
+            return self.window_logits(x).to(self.accumulate_on)
+        try:
+            return self._sliding(x, self.accumulate_on)
+        except torch.cuda.OutOfMemoryError:
+            if self.accumulate_on.type != "cuda":
+                raise
+            torch.cuda.empty_cache()
+            return self._sliding(x, torch.device("cpu"))
+
+    def _sliding(self, x: torch.Tensor, acc: torch.device) -> torch.Tensor:
+        win = self.window
+        assert win is not None
+        if len(win.patch_size) != self.spatial_dims:
+            raise SegsuiteError(f"patch size {win.patch_size} is not {self.spatial_dims}D")
+        size = x.shape[2:]
+        patch = tuple(int(p) for p in win.patch_size)
+        pads: list[int] = []
+        for s, p in zip(reversed(size), reversed(patch)):
+            pads += [0, max(0, p - s)]
+        if any(pads):  # smaller than one patch: pad at the far end, crop back at the end
+            x = F.pad(x, pads, mode="replicate")
+        full = x.shape[2:]
+        positions = win.positions(full)
+        weight_map = importance_map(patch, win.blend, win.sigma_scale, self.device)
+        regions = [tuple(slice(s, s + p) for s, p in zip(st, patch)) for st in positions]
+        norm = torch.zeros((1, *full), device=acc)
+        w_acc = weight_map.to(acc)
+        for region in regions:  # the same for every image of this size: computed once
+            norm[(slice(None), *region)] += w_acc
+        results = []
+        for n in range(x.shape[0]):
+            out: torch.Tensor | None = None
+            for i in range(0, len(positions), win.batch_size):
+                chunk_regions = regions[i : i + win.batch_size]
+                windows = torch.stack([x[n][(slice(None), *region)] for region in chunk_regions])
+                y = self.window_logits(windows) * weight_map
+                y = y.to(acc, non_blocking=True)
+                if out is None:
+                    out = torch.zeros((y.shape[1], *full), device=acc)
+                for j, region in enumerate(chunk_regions):
+                    out[(slice(None), *region)] += y[j]
+            assert out is not None
+            out /= norm
+            results.append(out[(slice(None), *[slice(0, s) for s in size])])
+        return torch.stack(results)
+
+    def probabilities(self, image: Any, **kw: Any) -> torch.Tensor:
+        return self.logits(image, **kw).softmax(1)
+
+    def predict(self, image: Any, **kw: Any) -> torch.Tensor:
+        """Labels ``(N, *S)`` (int64) on the accumulation device."""
+        return self.logits(image, **kw).argmax(1)
+
+
+def iter_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def flip_tta_cost(spatial_dims: int) -> int:
+    """Forward passes per window with mirroring TTA (every subset of the spatial axes)."""
+    return 2**spatial_dims

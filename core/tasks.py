@@ -1,0 +1,164 @@
+"""The generic workflow steps behind ``segsuite train / evaluate / run`` on 2D paired data.
+
+Each function is what the command of the same name does, callable from Python without a
+subprocess. Domain plugins reuse them and add their own formats and outputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classmap import ClassMap
+from .errors import SegsuiteError
+from .io import write_json
+
+
+def _log_default(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, *, val: str | Path | None = None,
+          resume: str | Path | None = None, log: Callable[[str], None] = _log_default, registry: Any = None) -> Any:
+    """Train on paired folders (or manifests); returns the trainer's :class:`FitResult`."""
+    from .data.datasets import SegmentationDataset, channel_stats, scan_pairs
+    from .data.transforms import Augment
+    from .trainer import Trainer
+
+    pairs = scan_pairs(data)
+    val_pairs = scan_pairs(val) if val is not None else None
+    norm = channel_stats(pairs)
+    augment = Augment(flip_axes=None, scale=(0.8, 1.25), crop=config.patch_size, brightness=0.1, contrast=0.1,
+                      ignore_index=classes.ignore_index)
+    train_set = SegmentationDataset(pairs, classes, norm, transform=augment)
+    val_set = SegmentationDataset(val_pairs, classes, norm) if val_pairs else None
+    first = train_set[0]
+    if config.patch_size is None:
+        sizes = {tuple(SegmentationDataset([p], classes)[0]["mask"].shape) for p in pairs[:16]}
+        if len(sizes) > 1 and config.batch_size > 1:
+            raise SegsuiteError(f"{data}: images have different sizes {sorted(sizes)[:3]}; give a patch size to crop "
+                                "training samples (--patch-size H,W) or use --batch-size 1")
+    log(f"training {config.model} on {len(pairs)} samples ({len(val_pairs or [])} for validation), "
+        f"{classes.num_classes} classes, {int(first['image'].shape[0])} channel(s), device {config.device}")
+    trainer = Trainer(config, train_set, val_set, classes, output, normalization=norm.to_dict(),
+                      in_channels=int(first["image"].shape[0]), spatial_dims=2, log=log, registry=registry)
+    return trainer.fit(resume=resume)
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, output: str | Path | None = None, *, device: str = "auto",
+             window: Any = None, registry: Any = None, boundary: bool = True) -> Any:
+    """Metrics of a checkpoint on labelled pairs; writes metrics.json, per_image.csv and confusion.png."""
+    from .data.datasets import SegmentationDataset, scan_pairs
+    from .infer import Predictor
+    from .metrics import ConfusionMatrix
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, registry=registry, window=window)
+    classes = predictor.class_map
+    pairs = scan_pairs(data)
+    dataset = SegmentationDataset(pairs, classes, normalization=None)
+    cm = ConfusionMatrix(classes.num_classes, classes.ignore_index, class_names=list(classes.names),
+                         per_image=True, boundary=boundary, device=predictor.accumulate_on)
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        pred = predictor.predict(sample["image"])
+        cm.update(pred, sample["mask"][None].to(pred.device))
+    metrics = cm.compute()
+    for row, pair in zip(metrics.per_image, pairs):
+        row["image"] = pair.image.name
+    if output is not None:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        result = metrics.to_dict()
+        result["checkpoint"] = str(checkpoint)
+        result["data"] = str(data)
+        write_json(out / "metrics.json", result)
+        from .data.images import write_image
+        from .visualize import confusion_chart
+
+        write_image(out / "confusion.png", confusion_chart(metrics.confusion, list(classes.names)))
+        _write_per_image(out / "per_image.csv", metrics.per_image)
+    return metrics
+
+
+def _write_per_image(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    from .io import atomic_path
+
+    if not rows:
+        return
+    keys = ["image"] + [k for k in rows[0] if k != "image"]
+    with atomic_path(path) as tmp:
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
+
+
+def predict_images(checkpoint: str | Path, inputs: Sequence[Path], output: str | Path, *, device: str = "auto",
+                   window: Any = None, registry: Any = None, reader: Callable[[Path], Any] | None = None,
+                   log: Callable[[str], None] = _log_default) -> list[dict[str, Any]]:
+    """Segment 2D images; per image write label PNG, colour PNG, overlay PNG; return summaries."""
+    from .data.images import read_image, write_image
+    from .infer import Predictor
+    from .visualize import overlay
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, registry=registry, window=window)
+    classes = predictor.class_map
+    if predictor.spatial_dims != 2:
+        raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; run it through its domain (segsuite run DOMAIN)")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    reader = reader or read_image
+    summaries = []
+    for path in inputs:
+        t0 = time.perf_counter()
+        item = reader(path)
+        labels = predictor.predict(item.array)[0].cpu().numpy().astype(np.uint8 if classes.num_classes <= 256 else np.uint16)
+        stem = item.name
+        write_image(out / f"{stem}_labels.png", labels)
+        write_image(out / f"{stem}_color.png", classes.colorize(labels))
+        write_image(out / f"{stem}_overlay.png", overlay(item.array, labels, classes))
+        counts = np.bincount(labels.ravel(), minlength=classes.num_classes)
+        summary = {
+            "input": str(path),
+            "labels": f"{stem}_labels.png",
+            "size": list(labels.shape),
+            "pixels": {n: int(c) for n, c in zip(classes.names, counts)},
+            "fraction": {n: float(c) / labels.size for n, c in zip(classes.names, counts)},
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        write_json(out / f"{stem}.json", summary)
+        summaries.append(summary)
+        log(f"{path.name}: " + ", ".join(f"{n} {100 * f:.1f}%" for n, f in summary["fraction"].items()))
+    return summaries
+
+
+def resolve_classes(spec: str | None, domain: Any = None) -> ClassMap:
+    """``--classes``: comma-separated names, a class-map JSON file, or the domain's default."""
+    if spec is None:
+        if domain is None:
+            raise SegsuiteError("--classes is required without a domain (e.g. --classes background,road,car)")
+        return domain.class_map
+    if spec.endswith(".json"):
+        return ClassMap.from_json(spec)
+    if domain is not None and spec in domain.class_maps:
+        return domain.class_maps[spec]
+    return ClassMap.from_names(spec)
+
+
+def with_patch(config: Any, patch: str | None) -> Any:
+    if patch is None:
+        return config
+    try:
+        size = tuple(int(v) for v in patch.replace("x", ",").split(","))
+    except ValueError:
+        raise SegsuiteError(f"--patch-size {patch!r} must look like 256,256") from None
+    return replace(config, patch_size=size)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segsuite.core.infer import Predictor, SlidingWindow, importance_map
+from segsuite.core.models import build_model
+from segsuite.core.plugins import load_plugins
+
+REG = load_plugins(entry_points=False)
+
+
+class PixelModel(nn.Module):
+    """Output depends only on the pixel itself: any seam would be a blending bug."""
+
+    spatial_dims = 2
+
+    def __init__(self, dims: int = 2) -> None:
+        super().__init__()
+        self.spatial_dims = dims
+        conv = nn.Conv2d if dims == 2 else nn.Conv3d
+        self.conv = conv(2, 3, 1)
+        torch.manual_seed(1)
+        nn.init.normal_(self.conv.weight)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("dims, size, patch", [(2, (70, 53), (32, 24)), (3, (20, 17, 23), (8, 8, 8)), (2, (10, 12), (16, 16))])
+@pytest.mark.parametrize("blend", ["gaussian", "constant"])
+def test_no_seams_pixelwise_model_equals_whole_image(dims, size, patch, blend):
+    model = PixelModel(dims)
+    x = torch.randn(2, 2, *size)
+    whole = Predictor(model, device="cpu").logits(x, normalized=True)
+    tiled = Predictor(model, device="cpu", window=SlidingWindow(patch, overlap=0.25, blend=blend, batch_size=3)).logits(x, normalized=True)
+    assert tiled.shape == whole.shape == (2, 3, *size)
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_matches_monai_sliding_window_inference(dims):
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    model = build_model("unet3d", 1, 3, spatial_dims=dims, registry=REG, channels=[4, 8, 16]).eval()
+    size = (61, 75) if dims == 2 else (30, 37, 26)
+    patch = (32, 32) if dims == 2 else (16, 16, 16)
+    x = torch.randn(1, 1, *size)
+    ours = Predictor(model, device="cpu", window=SlidingWindow(patch, overlap=0.5, blend="gaussian", batch_size=4)).logits(x, normalized=True)
+    with torch.no_grad():
+        ref = sliding_window_inference(x, patch, 4, model, overlap=0.5, mode="gaussian")
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_importance_map_is_cached_and_peaks_in_the_centre():
+    a = importance_map((16, 16))
+    assert a is importance_map((16, 16))
+    assert a[7, 7] == a.max() and a[0, 0] == a.min() and a.min() > 0
+
+
+def test_flip_tta_is_exact_for_a_flip_equivariant_model():
+    model = PixelModel(2)
+    x = torch.randn(1, 2, 20, 20)
+    plain = Predictor(model, device="cpu").logits(x, normalized=True)
+    tta = Predictor(model, device="cpu", tta=True).logits(x, normalized=True)
+    torch.testing.assert_close(plain, tta)
+
+
+def test_normalization_from_the_card_is_applied():
+    model = PixelModel(2)
+    raw = np.full((2, 8, 8), 100.0, np.float32)
+    pred = Predictor(model, device="cpu", normalization={"kind": "zscore", "mean": [100, 100], "std": [10, 10]})
+    expected = Predictor(model, device="cpu").logits(torch.zeros(1, 2, 8, 8), normalized=True)
+    torch.testing.assert_close(pred.logits(raw), expected)
+    with pytest.raises(Exception, match="trained on 2 channel"):
+        pred.logits(np.zeros((3, 8, 8), np.float32))
+
+
+def test_cpu_accumulation_device_gives_the_same_result():
+    model = PixelModel(2)
+    x = torch.randn(1, 2, 40, 40)
+    a = Predictor(model, device="cpu", window=SlidingWindow((16, 16))).logits(x, normalized=True)
+    b = Predictor(model, device="cpu", window=SlidingWindow((16, 16)), accumulate_on="cpu").logits(x, normalized=True)
+    torch.testing.assert_close(a, b)
