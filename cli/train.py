@@ -31,6 +31,7 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed [0]")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes [0]")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flips, zoom and intensity changes [on]")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings (flags override it)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its folder")] = None,
     output: Annotated[Path, typer.Option(help="Run folder for checkpoints and logs")] = Path("runs/train"),
@@ -60,12 +61,15 @@ def train(
     cfg = with_overrides(
         base, model=model, epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, class_weights=class_weights,
         pretrained=str(pretrained) if pretrained else None, freeze_encoder_epochs=freeze_encoder_epochs,
-        monitor=monitor, early_stopping=early_stopping, amp=amp, device=device, seed=seed, workers=workers,
+        monitor=monitor, early_stopping=early_stopping, amp=amp, device=device, seed=seed, workers=workers, augment=augment,
         model_options={**base.model_options, **opts} if opts else None,
     )
     cfg = tasks.with_patch(cfg, patch_size)
     model_entry(cfg.model)
     class_map = tasks.resolve_classes(classes, dom)
     result = tasks.train(data, class_map, output, cfg, val=val, resume=resume)
-    typer.echo(f"best checkpoint: {result.best_checkpoint}  ({result.monitor} = {result.best_value:.4f})")
+    if val is not None:
+        typer.echo(f"best checkpoint: {result.best_checkpoint}  ({result.monitor} = {result.best_value:.4f})")
+    else:
+        typer.echo("no validation data (--val): only the last checkpoint is kept")
     typer.echo(f"last checkpoint: {result.last_checkpoint}")

@@ -38,6 +38,8 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
     norm = channel_stats(pairs)
     augment = Augment(flip_axes=None, scale=(0.8, 1.25), crop=config.patch_size, brightness=0.1, contrast=0.1,
                       ignore_index=classes.ignore_index)
+    if not config.augment:
+        augment = Augment(crop=config.patch_size, ignore_index=classes.ignore_index) if config.patch_size else None
     train_set = SegmentationDataset(pairs, classes, norm, transform=augment)
     val_set = SegmentationDataset(val_pairs, classes, norm) if val_pairs else None
     first = train_set[0]

@@ -51,6 +51,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     loss: str = "dicece"
     loss_options: dict[str, Any] = field(default_factory=dict)
+    augment: bool = True
     class_weights: Literal["none", "inverse", "median"] = "none"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = False
@@ -327,14 +328,12 @@ class Trainer:
                     best, stale, improved = value, 0, True
                 else:
                     stale += 1
-            elif self.val_set is None:
-                improved = True  # without validation, "best" is simply the latest
             row["time_s"] = round(time.perf_counter() - t0, 3)
             history.append(row)
             if self.rank == 0:
                 metrics_for_card = {k: v for k, v in row.items() if k != "lr"}
                 save_checkpoint(last_path, raw_model, self.card(metrics_for_card))
-                if improved:
+                if improved:  # without validation there is no "best": only last is written
                     save_checkpoint(best_path, raw_model, self.card({**metrics_for_card, "monitor": cfg.monitor, "best": best}))
                 save_training_state(self.output / "last.state.pt", self._state(epoch + 1, optimizer, scheduler, scaler, best, stale, history))
                 self._log_row(row, writer)
@@ -351,7 +350,8 @@ class Trainer:
             from .io import write_json
 
             write_json(self.output / "metrics.json", final_metrics)
-        return FitResult(best_path if best_path.exists() else None, last_path, best, cfg.monitor, epoch, history, final_metrics)
+        best_ckpt = best_path if self.val_set is not None and best_path.exists() else last_path
+        return FitResult(best_ckpt, last_path, best, cfg.monitor, epoch, history, final_metrics)
 
     def _monitor_value(self, metrics: SegmentationMetrics, val_loss: float) -> float:
         name = self.cfg.monitor

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_one_line_error
 
-CORE_COMMANDS = ["plugins", "models", "train", "evaluate", "run", "split", "export", "bench", "demo"]
+CORE_COMMANDS = ["plugins", "models", "train", "evaluate", "run", "split", "export", "bench", "demo", "labels"]
 
 
 def test_help_lists_core_and_plugin_commands(cli):
@@ -102,3 +102,37 @@ def test_console_entry_point_reports_errors_the_same_way(segsuite_proc, tmp_path
 def test_unknown_command_and_option_are_usage_errors(cli):
     assert cli("frobnicate").exit_code == 2
     assert cli("plugins", "--bogus").exit_code == 2
+
+
+def test_models_lists_the_zoo(cli):
+    res = cli("models")
+    assert res.exit_code == 0
+    for name in ("fcn", "unet", "unet3d", "pspnet", "deeplabv3", "deeplabv3plus", "segnet", "lraspp_mobilenet_v3"):
+        assert any(line.startswith(name + " ") for line in res.stdout.splitlines()), name
+    res = cli("models", "deeplab*", "--json")
+    assert [m["name"] for m in json.loads(res.stdout)] == ["deeplabv3", "deeplabv3plus"]
+    assert cli("models", "nothing*").exit_code == 1
+
+
+def test_unimplemented_commands_say_so_and_fail(cli, tmp_path):
+    from segsuite.core.checkpoint import ModelCard, save_checkpoint
+    from segsuite.core.models import build_model
+    from segsuite.core.plugins import load_plugins
+
+    model = build_model("segnet", 1, 2, spatial_dims=3, registry=load_plugins(entry_points=False), widths=[4])
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", model,
+                           ModelCard(model=model.card(), class_map={"names": ["bg", "organ"]}, domain="medical"))
+    (tmp_path / "scan.nii.gz").write_bytes(b"")
+    (tmp_path / "scene.tif").write_bytes(b"")
+    cases = [
+        (["export", "--model", ckpt], "segsuite export: export to onnx is not implemented yet"),
+        (["bench"], "segsuite bench: benchmarking is not implemented yet"),
+        (["tile", tmp_path / "scene.tif"], "segsuite tile: streamed GeoTIFF tiling is not implemented yet"),
+        (["run", "medical", "--input", tmp_path / "scan.nii.gz", "--model", ckpt], "writing medical outputs"),
+        (["run", "medical", "--input", tmp_path / "scan.nii.gz"], "a shipped default model for the medical domain"),
+        (["evaluate", "--model", ckpt, "--data", tmp_path], "evaluation of volumetric (3D) models"),
+        (["train", "medical", "--data", tmp_path], "training for the 3D medical domain"),
+    ]
+    for args, message in cases:
+        res = cli(*args)
+        assert_one_line_error(res, message, code=3)

@@ -50,14 +50,14 @@ def render_shapes(rng: np.random.Generator, size: tuple[int, int] = (96, 128), m
 
 
 def make_shapes_dataset(root: str | Path, n: int = 24, size: tuple[int, int] = (96, 128), seed: int = 0,
-                        prefix: str = "img") -> Path:
+                        prefix: str = "img", ignore_ring: bool = True) -> Path:
     """Write ``root/images/*.png`` and ``root/masks/*.png`` (index masks); returns ``root``."""
     from .images import write_image
 
     root = Path(root)
     rng = np.random.default_rng(seed)
     for i in range(n):
-        image, mask = render_shapes(rng, size)
+        image, mask = render_shapes(rng, size, ignore_ring=ignore_ring)
         name = f"{prefix}_{i:03d}.png"
         write_image(root / "images" / name, image)
         write_image(root / "masks" / name, mask)
