@@ -27,6 +27,9 @@ def evaluate(
     card = read_card(model)
     if card.model.get("spatial_dims", 2) != 2 or (dom is not None and dom.spatial_dims != 2):
         raise not_implemented("evaluate", "evaluation of volumetric (3D) models")
-    metrics = tasks.evaluate(model, data, output, device=device)
+    if dom is None and card.domain:
+        dom = domain(card.domain)
+    fmt = tasks.pick_format(dom, data)
+    metrics = tasks.evaluate(model, data, output, device=device, dataset_format=fmt)
     typer.echo(metrics.table())
     typer.echo(f"\nwrote {output / 'metrics.json'}, {output / 'per_image.csv'}, {output / 'confusion.png'}")

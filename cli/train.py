@@ -32,6 +32,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed [0]")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes [0]")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Random flips, zoom and intensity changes [on]")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Domain dataset format (default: detected, else paired image folders)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings (flags override it)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its folder")] = None,
     output: Annotated[Path, typer.Option(help="Run folder for checkpoints and logs")] = Path("runs/train"),
@@ -67,7 +68,10 @@ def train(
     cfg = tasks.with_patch(cfg, patch_size)
     model_entry(cfg.model)
     class_map = tasks.resolve_classes(classes, dom)
-    result = tasks.train(data, class_map, output, cfg, val=val, resume=resume)
+    fmt = tasks.pick_format(dom, data, format)
+    if dom is not None and cfg.patch_size is None:
+        cfg = with_overrides(cfg, patch_size=tuple(dom.patch_size))
+    result = tasks.train(data, class_map, output, cfg, val=val, resume=resume, dataset_format=fmt)
     if val is not None:
         typer.echo(f"best checkpoint: {result.best_checkpoint}  ({result.monitor} = {result.best_value:.4f})")
     else:

@@ -27,28 +27,35 @@ def _log_default(msg: str) -> None:
 
 
 def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, *, val: str | Path | None = None,
-          resume: str | Path | None = None, log: Callable[[str], None] = _log_default, registry: Any = None) -> Any:
-    """Train on paired folders (or manifests); returns the trainer's :class:`FitResult`."""
+          resume: str | Path | None = None, log: Callable[[str], None] = _log_default, registry: Any = None,
+          dataset_format: Callable[..., Any] | None = None) -> Any:
+    """Train on paired folders or manifests (or a domain's ``dataset_format``); returns a :class:`FitResult`."""
     from .data.datasets import SegmentationDataset, channel_stats, scan_pairs
     from .data.transforms import Augment
     from .trainer import Trainer
 
-    pairs = scan_pairs(data)
-    val_pairs = scan_pairs(val) if val is not None else None
-    norm = channel_stats(pairs)
-    augment = Augment(flip_axes=None, scale=(0.8, 1.25), crop=config.patch_size, brightness=0.1, contrast=0.1,
-                      ignore_index=classes.ignore_index)
-    if not config.augment:
-        augment = Augment(crop=config.patch_size, ignore_index=classes.ignore_index) if config.patch_size else None
-    train_set = SegmentationDataset(pairs, classes, norm, transform=augment)
-    val_set = SegmentationDataset(val_pairs, classes, norm) if val_pairs else None
+    if dataset_format is not None:
+        train_set = dataset_format(data, classes, train=True, patch_size=config.patch_size, augment=config.augment)
+        norm = train_set.normalization
+        val_set = dataset_format(val, classes, train=False, patch_size=config.patch_size, normalization=norm) if val else None
+        n_train, n_val = len(train_set), len(val_set) if val_set is not None else 0
+    else:
+        pairs = scan_pairs(data)
+        norm = channel_stats(pairs)
+        augment = Augment(flip_axes=None, scale=(0.8, 1.25), crop=config.patch_size, brightness=0.1, contrast=0.1,
+                          ignore_index=classes.ignore_index)
+        if not config.augment:
+            augment = Augment(crop=config.patch_size, ignore_index=classes.ignore_index) if config.patch_size else None
+        train_set = SegmentationDataset(pairs, classes, norm, transform=augment)
+        val_set = SegmentationDataset(scan_pairs(val), classes, norm) if val is not None else None
+        if config.patch_size is None:
+            sizes = {tuple(SegmentationDataset([p], classes)[0]["mask"].shape) for p in pairs[:16]}
+            if len(sizes) > 1 and config.batch_size > 1:
+                raise SegsuiteError(f"{data}: images have different sizes {sorted(sizes)[:3]}; give a patch size to crop "
+                                    "training samples (--patch-size H,W) or use --batch-size 1")
+        n_train, n_val = len(pairs), len(val_set) if val_set is not None else 0
     first = train_set[0]
-    if config.patch_size is None:
-        sizes = {tuple(SegmentationDataset([p], classes)[0]["mask"].shape) for p in pairs[:16]}
-        if len(sizes) > 1 and config.batch_size > 1:
-            raise SegsuiteError(f"{data}: images have different sizes {sorted(sizes)[:3]}; give a patch size to crop "
-                                "training samples (--patch-size H,W) or use --batch-size 1")
-    log(f"training {config.model} on {len(pairs)} samples ({len(val_pairs or [])} for validation), "
+    log(f"training {config.model} on {n_train} samples ({n_val} for validation), "
         f"{classes.num_classes} classes, {int(first['image'].shape[0])} channel(s), device {config.device}")
     trainer = Trainer(config, train_set, val_set, classes, output, normalization=norm.to_dict(),
                       in_channels=int(first["image"].shape[0]), spatial_dims=2, log=log, registry=registry)
@@ -56,25 +63,33 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, output: str | Path | None = None, *, device: str = "auto",
-             window: Any = None, registry: Any = None, boundary: bool = True) -> Any:
+             window: Any = None, registry: Any = None, boundary: bool = True,
+             dataset_format: Callable[..., Any] | None = None) -> Any:
     """Metrics of a checkpoint on labelled pairs; writes metrics.json, per_image.csv and confusion.png."""
-    from .data.datasets import SegmentationDataset, scan_pairs
+    from .data.datasets import Normalization, SegmentationDataset, scan_pairs
     from .infer import Predictor
     from .metrics import ConfusionMatrix
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device, registry=registry, window=window)
     classes = predictor.class_map
-    pairs = scan_pairs(data)
-    dataset = SegmentationDataset(pairs, classes, normalization=None)
+    norm = Normalization.from_dict(predictor.normalization) if predictor.normalization.get("kind") == "zscore" else None
+    if dataset_format is not None:
+        patch = tuple(predictor.card.patch_size) if predictor.card.patch_size else None
+        dataset = dataset_format(data, classes, train=False, patch_size=patch, normalization=norm)
+        names = [f"{Path(m['image']).name}@{m['window'][0]},{m['window'][1]}" for m in (dataset[i]["meta"] for i in range(len(dataset)))]
+    else:
+        pairs = scan_pairs(data)
+        dataset = SegmentationDataset(pairs, classes, normalization=norm)
+        names = [p.image.name for p in pairs]
     cm = ConfusionMatrix(classes.num_classes, classes.ignore_index, class_names=list(classes.names),
                          per_image=True, boundary=boundary, device=predictor.accumulate_on)
     for i in range(len(dataset)):
         sample = dataset[i]
-        pred = predictor.predict(sample["image"])
+        pred = predictor.predict(sample["image"][None], normalized=True)
         cm.update(pred, sample["mask"][None].to(pred.device))
     metrics = cm.compute()
-    for row, pair in zip(metrics.per_image, pairs):
-        row["image"] = pair.image.name
+    for row, name in zip(metrics.per_image, names):
+        row["image"] = name
     if output is not None:
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +156,25 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[Path], output: str |
         summaries.append(summary)
         log(f"{path.name}: " + ", ".join(f"{n} {100 * f:.1f}%" for n, f in summary["fraction"].items()))
     return summaries
+
+
+def pick_format(domain: Any, data: str | Path, name: str | None = None) -> Callable[..., Any] | None:
+    """The domain's dataset format for ``data``: the one named, else the first whose ``detect`` accepts it."""
+    if domain is None:
+        if name is not None:
+            raise SegsuiteError(f"--format {name!r} needs a domain (segsuite train DOMAIN --format ...)")
+        return None
+    formats = dict(domain.dataset_formats)
+    if name is not None:
+        if name not in formats:
+            raise SegsuiteError(f"domain {domain.name!r} has no dataset format {name!r}; "
+                                f"choose one of: {', '.join(formats) or 'none (paired image folders only)'}")
+        return formats[name]
+    for fmt in formats.values():
+        detect = getattr(fmt, "detect", None)
+        if detect is not None and Path(data).is_dir() and detect(Path(data)):
+            return fmt
+    return None
 
 
 def resolve_classes(spec: str | None, domain: Any = None) -> ClassMap:

@@ -71,7 +71,7 @@ def test_installed_third_party_plugin_adds_a_domain_and_a_command(example_site, 
     assert micro["commands"] == ["cells"]
     (dom,) = micro["domains"]
     assert dom["name"] == "microscopy" and dom["class_maps"] == {"cells": ["background", "cytoplasm", "nucleus"]}
-    assert by_name["satellite"]["commands"] == ["tile"]
+    assert by_name["satellite"]["commands"] == ["tile", "stats"]
 
     # the plugin's command runs, and the text listing shows the plugin too
     from segsuite.core.data.images import write_image

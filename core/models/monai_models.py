@@ -7,6 +7,14 @@ from collections.abc import Sequence
 from .base import SegmentationModel
 
 
+def build_resunet(in_channels: int, num_classes: int, spatial_dims: int = 2,
+                  channels: Sequence[int] = (16, 32, 64, 128, 256), num_res_units: int = 2,
+                  dropout: float = 0.0) -> SegmentationModel:
+    model = build_unet3d(in_channels, num_classes, spatial_dims, channels, num_res_units, dropout)
+    model.arch = "resunet"
+    return model
+
+
 def build_unet3d(in_channels: int, num_classes: int, spatial_dims: int = 3,
                  channels: Sequence[int] = (16, 32, 64, 128, 256), num_res_units: int = 2,
                  dropout: float = 0.0) -> SegmentationModel:

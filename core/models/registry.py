@@ -40,6 +40,8 @@ CORE_MODELS: dict[str, ModelEntry] = {
                    "U-Net, encoder resnet18/34/50, mobilenet_v2...; spatial_dims=3 builds unet3d"),
         ModelEntry("unet3d", ".monai_models:build_unet3d", (2, 3), "MONAI",
                    "MONAI residual U-Net for volumes (also 2D)"),
+        ModelEntry("resunet", ".monai_models:build_resunet", (2, 3), "MONAI",
+                   "MONAI residual U-Net, small and fast; 2D by default"),
         ModelEntry("fcn", ".torchvision_models:build_fcn", (2,), "torchvision",
                    "FCN; torchvision's FCN-ResNet50/101, or FCN head on another encoder"),
         ModelEntry("deeplabv3", ".smp_models:build_deeplabv3", (2,), "segmentation-models-pytorch",

@@ -1,19 +1,34 @@
 """Satellite scenes: GeoTIFF tiles, streamed, georeferenced output. Adds ``segsuite tile``."""
 
-# No `from __future__ import annotations`: typer reads the annotations of the command
-# defined inside segsuite_cli, and typer is only imported there.
+from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
 from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
-from .classes import LANDCOVER, WATER
+from .classes import LANDCOVER, LOVEDA, WATER
 from .io import read_geotiff
+from .synthetic import generate
 
 if TYPE_CHECKING:
     import typer
+
+
+def geotiff_windows(*args: Any, **kwargs: Any) -> Any:
+    """Aligned GeoTIFF image/mask pairs sampled as windows (``ROOT/images``, ``ROOT/masks``)."""
+    from .dataset import geotiff_format  # torch and rasterio only when a dataset is built
+
+    return geotiff_format(*args, **kwargs)
+
+
+def _looks_like_geotiff_pairs(root: Path) -> bool:
+    images = Path(root) / "images"
+    return images.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in images.iterdir())
+
+
+geotiff_windows.detect = _looks_like_geotiff_pairs  # type: ignore[attr-defined]
 
 
 @hookimpl
@@ -23,11 +38,13 @@ def segsuite_domains() -> list[Domain]:
             name="satellite",
             description="Multispectral GeoTIFF scenes; streamed tiling, georeferenced class rasters",
             spatial_dims=2,
-            in_channels=3,
-            class_maps={"landcover": LANDCOVER, "water": WATER},
-            default_model=ModelSpec("unet", {"encoder": "resnet18"}),
-            patch_size=(512, 512),
+            in_channels=4,
+            class_maps={"landcover": LANDCOVER, "loveda": LOVEDA, "water": WATER},
+            default_model=ModelSpec("resunet", {"channels": [16, 32, 64, 128], "num_res_units": 1}),
+            patch_size=(128, 128),
             readers={".tif": read_geotiff, ".tiff": read_geotiff},
+            dataset_formats={"geotiff": geotiff_windows},
+            synthetic=generate,
             outputs=("class GeoTIFF with CRS, transform and colour table", "JSON area summary"),
         )
     ]
@@ -35,24 +52,7 @@ def segsuite_domains() -> list[Domain]:
 
 @hookimpl
 def segsuite_cli(app: "typer.Typer") -> None:
-    import typer
+    from . import commands
 
-    from segsuite.core.errors import InputFileError, NotImplementedYet
-
-    @app.command("tile")
-    def tile(
-        input: Annotated[Path, typer.Argument(help="GeoTIFF scene (or folder / glob of scenes)")],
-        model: Annotated[Path | None, typer.Option(help="Checkpoint; the satellite default model when omitted")] = None,
-        output: Annotated[Path | None, typer.Option(help="Output class GeoTIFF (default: INPUT_classes.tif)")] = None,
-        tile_size: Annotated[int, typer.Option("--tile", help="Window side in pixels")] = 512,
-        overlap: Annotated[int, typer.Option(help="Overlap between windows in pixels")] = 64,
-    ) -> None:
-        """Segment a GeoTIFF scene window by window into a seamless, georeferenced class raster.
-
-        Streams block-aligned windows with rasterio (never the whole scene in memory), blends
-        overlapping predictions so no seam shows, honours nodata, and writes a tiled,
-        compressed GeoTIFF with the input's CRS, transform and a colour table.
-        """
-        if not input.exists() and not any(ch in str(input) for ch in "*?["):
-            raise InputFileError(f"{input}: file not found")
-        raise NotImplementedYet("segsuite tile: streamed GeoTIFF tiling is not implemented yet (satellite plugin, issue #5)")
+    app.command("tile")(commands.tile)
+    app.command("stats")(commands.stats)

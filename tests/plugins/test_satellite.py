@@ -1,0 +1,248 @@
+"""Satellite plugin: streamed tiling, georeference, seams, nodata, errors, the default model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import Affine, from_origin
+from torch import nn
+
+from conftest import ROOT, assert_one_line_error
+from segsuite.core.infer import Predictor, SlidingWindow
+from segsuite.core.metrics import ConfusionMatrix
+from segsuite.core.models.base import SegmentationModel
+from segsuite.plugins.satellite.classes import LANDCOVER
+from segsuite.plugins.satellite.synthetic import make_scenes, render_scene, write_scene
+from segsuite.plugins.satellite.tiling import TileOptions, band_statistics, tile_raster
+
+SAMPLE = ROOT / "sample_data" / "satellite"
+
+
+def conv_predictor(kernel: int = 5, seed: int = 0) -> Predictor:
+    """A real spatial model (receptive field > 1 pixel), so blending matters."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(4, 8, kernel, padding=kernel // 2), nn.ReLU(), nn.Conv2d(8, 5, kernel, padding=kernel // 2))
+    model = SegmentationModel(net, arch="test", in_channels=4, num_classes=5, spatial_dims=2, stride=1, encoder_prefix=None)
+    return Predictor(model, device="cpu", normalization={"kind": "zscore", "mean": [1000.0] * 4, "std": [800.0] * 4},
+                     class_map=LANDCOVER)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    root = make_scenes(tmp_path_factory.mktemp("scenes"), n=1, size=(300, 410), seed=3)
+    return root / "images" / "scene_000.tif"
+
+
+def read(path: Path):
+    with rasterio.open(path) as src:
+        return src.read(), src.profile, src
+
+
+def test_output_lines_up_with_the_input_and_is_a_cog(scene, tmp_path):
+    out = tmp_path / "classes.tif"
+    summary = tile_raster(scene, conv_predictor(), out, TileOptions(tile=64, overlap=16, chunk=128))
+    with rasterio.open(scene) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs and dst.transform == src.transform
+        assert (dst.width, dst.height) == (src.width, src.height) and dst.bounds == src.bounds
+        assert dst.count == 1 and dst.dtypes[0] == "uint8" and dst.nodata == 255
+        assert dst.colormap(1)[2] == (*LANDCOVER.colors[2], 255)
+        assert dst.tags(1)["CLASS_1"] == "water"
+        assert dst.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert dst.profile["tiled"]
+    assert summary["format"] == "COG" and summary["crs"] == "EPSG:32633"
+    total = sum(c["pixels"] for c in summary["classes"].values()) + summary["nodata_pixels"]
+    assert total == 300 * 410
+    water = summary["classes"]["water"]
+    assert water["area_m2"] == pytest.approx(water["pixels"] * 100.0)
+    assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # no temporaries left
+
+
+def test_no_seams_tiled_chunked_equals_one_sliding_window_pass(scene):
+    pred = conv_predictor()
+    ours = tile_raster(scene, pred, scene.with_name("seams.tif"), TileOptions(tile=64, overlap=16, chunk=100, cog=False))
+    with rasterio.open(scene) as src:
+        img = src.read().astype(np.float32)
+        valid = src.dataset_mask() > 0
+    norm = (img - 1000.0) / 800.0
+    norm[:, ~valid] = 0.0
+    pred.window = SlidingWindow((64, 64), overlap=0.25, batch_size=4)
+    whole = pred.predict(torch.from_numpy(norm)[None], normalized=True)[0].numpy()
+    whole[~valid] = 255
+    tiled = read(scene.with_name("seams.tif"))[0][0]
+    # the same windows and weights in another order: equal up to float summation order
+    assert (tiled == whole).mean() > 0.9999
+    assert ours["windows"] > 20
+
+
+def test_pixelwise_model_gives_exactly_the_whole_image_result(scene, tmp_path):
+    torch.manual_seed(1)
+    model = SegmentationModel(nn.Conv2d(4, 5, 1), arch="pix", in_channels=4, num_classes=5, spatial_dims=2, stride=1, encoder_prefix=None)
+    pred = Predictor(model, device="cpu", normalization={"kind": "zscore", "mean": [0.0] * 4, "std": [1000.0] * 4}, class_map=LANDCOVER)
+    tile_raster(scene, pred, tmp_path / "o.tif", TileOptions(tile=48, overlap=8, chunk=64))
+    with rasterio.open(scene) as src:
+        img, valid = src.read().astype(np.float32), src.dataset_mask() > 0
+    whole = pred.predict(img)[0].numpy()
+    whole[~valid] = 255
+    np.testing.assert_array_equal(read(tmp_path / "o.tif")[0][0], whole)
+
+
+def test_nodata_is_honoured_and_empty_windows_skipped(tmp_path):
+    image, _ = render_scene(np.random.default_rng(5), (200, 260), nodata_border=False)
+    image[:, :, :130] = 0  # left half nodata, declared
+    write_scene(tmp_path / "half.tif", image, nodata=0)
+    s = tile_raster(tmp_path / "half.tif", conv_predictor(), tmp_path / "o.tif", TileOptions(tile=64, overlap=0, chunk=4096))
+    out = read(tmp_path / "o.tif")[0][0]
+    assert (out[:, :130] == 255).all() and (out[:, 130:] != 255).all()
+    assert s["windows_skipped_nodata"] == 4 * 2  # 4 window rows x the 2 columns fully inside the nodata half
+    assert s["nodata_pixels"] == 200 * 130
+
+    # the same pixels without a declared nodata value are data: 0 is never assumed to be nodata
+    write_scene(tmp_path / "nonodata.tif", image, nodata=None)
+    s = tile_raster(tmp_path / "nonodata.tif", conv_predictor(), tmp_path / "o2.tif", TileOptions(tile=64, overlap=0))
+    assert s["nodata_pixels"] == 0 and (read(tmp_path / "o2.tif")[0][0] != 255).all()
+    # ... unless the user says so
+    s = tile_raster(tmp_path / "nonodata.tif", conv_predictor(), tmp_path / "o3.tif", TileOptions(tile=64, overlap=0, nodata=0))
+    assert s["nodata_pixels"] == 200 * 130
+
+
+def test_alpha_band_is_a_mask_not_an_input(tmp_path):
+    image, _ = render_scene(np.random.default_rng(6), (64, 80), nodata_border=False)
+    alpha = np.full((1, 64, 80), 65535, np.uint16)
+    alpha[0, :, :20] = 0
+    path = tmp_path / "alpha.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=80, height=64, count=5, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(0, 0, 10, 10), photometric="RGB", alpha="YES") as dst:
+        dst.write(np.concatenate([image[[2, 1, 0]], alpha, image[3:4]]))  # GDAL: first extra sample is alpha
+    with rasterio.open(path) as src:
+        alpha_band = [i + 1 for i, c in enumerate(src.colorinterp) if c.name == "alpha"]
+    s = tile_raster(path, conv_predictor(), tmp_path / "o.tif", TileOptions(tile=32, overlap=8))
+    assert alpha_band and alpha_band[0] not in s["bands"] and len(s["bands"]) == 4
+    out = read(tmp_path / "o.tif")[0][0]
+    assert (out[:, :20] == 255).all() and (out[:, 20:] != 255).all()
+
+
+def test_rotated_and_ungeoreferenced_rasters(tmp_path):
+    image, _ = render_scene(np.random.default_rng(7), (64, 64), nodata_border=False)
+    rotated = Affine(8.0, 3.0, 1000.0, 3.0, -8.0, 5000.0)
+    with rasterio.open(tmp_path / "rot.tif", "w", driver="GTiff", width=64, height=64, count=4, dtype="uint16",
+                       crs="EPSG:32633", transform=rotated) as dst:
+        dst.write(image)
+    tile_raster(tmp_path / "rot.tif", conv_predictor(), tmp_path / "rot_out.tif", TileOptions(tile=32, overlap=8))
+    with rasterio.open(tmp_path / "rot_out.tif") as dst:
+        assert dst.transform == rotated
+    with rasterio.open(tmp_path / "plain.tif", "w", driver="GTiff", width=64, height=64, count=4, dtype="uint16") as dst:
+        dst.write(image)
+    warnings = []
+    s = tile_raster(tmp_path / "plain.tif", conv_predictor(), tmp_path / "plain_out.tif", TileOptions(tile=32, overlap=8),
+                    warn=warnings.append)
+    assert len(warnings) == 1 and "not georeferenced" in warnings[0]
+    assert s["crs"] is None and s["map_units"] == "pixel"
+
+
+def test_probabilities_output(scene, tmp_path):
+    s = tile_raster(scene, conv_predictor(), tmp_path / "c.tif", TileOptions(tile=64, overlap=16, probabilities=True))
+    probs = read(Path(s["probabilities"]))[0].astype(np.float64)
+    labels = read(tmp_path / "c.tif")[0][0]
+    assert probs.shape == (5, 300, 410)
+    ok = labels != 255
+    assert (probs[:, ~ok] == 0).all()
+    total = (probs[:, ok] - 1).sum(0) / 254
+    assert np.abs(total - 1).max() < 0.02  # each pixel's probabilities sum to one
+    # the label is the most probable class, up to the 1/254 quantisation of the stored values
+    p_label = np.take_along_axis(probs[:, ok], labels[ok][None].astype(np.int64), 0)[0]
+    assert (p_label >= probs[:, ok].max(0) - 1).all()
+
+
+def test_stats_exclude_nodata(scene):
+    st = band_statistics(scene)
+    with rasterio.open(scene) as src:
+        img, valid = src.read().astype(np.float64), src.dataset_mask() > 0
+    np.testing.assert_allclose(st["mean"], img[:, valid].mean(1), rtol=1e-9)
+    np.testing.assert_allclose(st["std"], img[:, valid].std(1), rtol=1e-6)
+    assert st["valid_pixels"] == valid.sum() and st["min"][0] == img[0, valid].min()
+
+
+def test_tile_cli_default_model_on_the_sample_scene(tmp_path, segsuite_proc):
+    shutil.copy(SAMPLE / "scene.tif", tmp_path / "scene.tif")
+    res = segsuite_proc("tile", tmp_path / "scene.tif")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "scene_classes.tif"
+    summary = json.loads((tmp_path / "scene_classes.json").read_text())
+    assert summary["output"] == str(out) and summary["format"] == "COG"
+    with rasterio.open(SAMPLE / "scene_labels.tif") as src:
+        truth = src.read(1)
+    with rasterio.open(out) as dst:
+        pred = dst.read(1)
+    np.testing.assert_array_equal(pred == 255, truth == 255)  # the nodata border, exactly
+
+
+@pytest.mark.slow
+def test_default_model_on_fresh_held_out_scenes(tmp_path, cli):
+    root = make_scenes(tmp_path / "fresh", n=3, size=(320, 384), seed=2026)  # seeds the model never saw
+    res = cli("tile", root / "images", "--output", tmp_path / "out", "--tile", "256", "--overlap", "32", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    cm = ConfusionMatrix(5, 255, class_names=list(LANDCOVER.names))
+    for mask in sorted((root / "masks").glob("*.tif")):
+        truth = read(mask)[0][0].astype(np.int64)
+        pred = read(tmp_path / "out" / f"{mask.stem}_classes.tif")[0][0].astype(np.int64)
+        cm.update(torch.from_numpy(np.where(pred == 255, 0, pred))[None], torch.from_numpy(truth)[None])
+    metrics = cm.compute()
+    assert metrics.mean_iou >= 0.85, metrics.table()
+
+
+def test_train_on_geotiff_pairs_and_misalignment_errors(tmp_path, cli):
+    root = make_scenes(tmp_path / "d", n=2, size=(96, 96), seed=1)
+    res = cli("train", "satellite", "--data", root, "--val", root, "--epochs", "1", "--batch-size", "2",
+              "--patch-size", "64,64", "--device", "cpu", "--output", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    from segsuite.core.checkpoint import read_card
+
+    card = read_card(tmp_path / "run" / "best.safetensors")
+    assert card.domain == "satellite" and card.model["in_channels"] == 4 and len(card.normalization["mean"]) == 4
+    res = cli("evaluate", "--model", tmp_path / "run" / "best.safetensors", "--data", root, "--output", tmp_path / "ev", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert len(json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_image"]) == 2 * 4  # 2x2 windows per scene
+
+    mask = root / "masks" / "scene_001.tif"
+    labels = read(mask)[0]
+    write_scene(mask, labels, origin=(500005.0, 4100000.0), nodata=255)  # shifted by half a pixel
+    assert_one_line_error(cli("train", "satellite", "--data", root, "--epochs", "1", "--output", tmp_path / "r2"),
+                          "scene_001.tif: mask transform", "differs from its image's")
+    write_scene(mask, labels, crs="EPSG:32634", nodata=255)
+    assert_one_line_error(cli("train", "satellite", "--data", root, "--epochs", "1", "--output", tmp_path / "r2"),
+                          "mask CRS EPSG:32634 differs")
+    write_scene(mask, labels[:, :90], nodata=255)
+    assert_one_line_error(cli("train", "satellite", "--data", root, "--epochs", "1", "--output", tmp_path / "r2"),
+                          "mask is 96x90 pixels")
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_nothing(tmp_path, cli, scene):
+    ckpt = SAMPLE / "model.safetensors"
+    (tmp_path / "notraster.tif").write_text("hello")
+    assert_one_line_error(cli("tile", tmp_path / "notraster.tif", "--model", ckpt), "notraster.tif: not a readable raster")
+
+    data = scene.read_bytes()
+    (tmp_path / "truncated.tif").write_bytes(data[: len(data) // 2])
+    res = cli("tile", tmp_path / "truncated.tif", "--model", ckpt, "--output", tmp_path / "t_out.tif")
+    assert_one_line_error(res, "truncated.tif")
+    assert not (tmp_path / "t_out.tif").exists()
+
+    image = np.zeros((4, 64, 64), np.uint16)
+    write_scene(tmp_path / "empty.tif", image, nodata=0)
+    assert_one_line_error(cli("tile", tmp_path / "empty.tif", "--model", ckpt, "--output", tmp_path / "e.tif"),
+                          "empty.tif: every pixel is nodata")
+    assert not (tmp_path / "e.tif").exists()
+
+    write_scene(tmp_path / "rgb.tif", np.ones((3, 32, 32), np.uint16), nodata=None)
+    assert_one_line_error(cli("tile", tmp_path / "rgb.tif", "--model", ckpt),
+                          "the model expects 4 band(s)", "3 are selected", "--bands")
+    assert_one_line_error(cli("tile", scene, "--model", ckpt, "--bands", "1,2,3,9"), "band(s) [9] do not exist")
+    assert_one_line_error(cli("tile", scene, "--model", ckpt, "--output", "/etc/passwd/x.tif"), "/etc/passwd")
+    assert_one_line_error(cli("tile", scene, "--model", ckpt, "--overlap", "600"), "--overlap 600 must be")
+    assert not list(tmp_path.glob(".*partial*"))
