@@ -35,6 +35,9 @@ def tile(
     nodata: Annotated[Optional[float], typer.Option(help="Treat this value as nodata (default: what the file declares; 0 is never assumed)")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write per-class probabilities (uint8, 1..255; 0 = nodata)")] = False,
     cog: Annotated[bool, typer.Option("--cog/--no-cog", help="Write a Cloud-Optimized GeoTIFF when GDAL's COG driver is available")] = True,
+    vector: Annotated[Optional[Path], typer.Option(help="Also polygonise the classes into OUT.gpkg or OUT.geojson (one input only)")] = None,
+    min_area: Annotated[float, typer.Option(help="With --vector: drop polygons smaller than this (map units²)")] = 0.0,
+    simplify: Annotated[float, typer.Option(help="With --vector: simplification tolerance (map units)")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
 ) -> None:
     """Segment a GeoTIFF scene window by window into a seamless, georeferenced class raster.
@@ -63,6 +66,10 @@ def tile(
     predictor = Predictor.from_checkpoint(ckpt, device=device)
     if predictor.spatial_dims != 2:
         raise SegsuiteError(f"{ckpt}: a {predictor.spatial_dims}D model cannot tile a 2D raster")
+    if vector is not None and len(inputs) > 1:
+        raise SegsuiteError(f"--vector {vector}: polygonise one scene at a time")
+    if vector is not None and vector.suffix.lower() not in (".gpkg", ".geojson", ".json"):
+        raise SegsuiteError(f"{vector}: --vector must end in .gpkg or .geojson")
     if output is not None and len(inputs) > 1 and output.suffix.lower() in (".tif", ".tiff"):
         raise SegsuiteError(f"{output}: several inputs need an output folder, not a file name")
     for path in inputs:
@@ -75,6 +82,10 @@ def tile(
         if target.resolve() == path.resolve():
             raise SegsuiteError(f"{target}: refusing to overwrite the input")
         summary = _tile_one(path, predictor, target, options, tile_raster)
+        if vector is not None:
+            from .vector import polygonize
+
+            summary["vector"] = polygonize(target, vector, predictor.class_map, min_area=min_area, simplify=simplify)
         write_json(target.with_suffix(".json"), summary)
         cls = ", ".join(f"{n} {v['pixels']} px" for n, v in summary["classes"].items())
         typer.echo(f"{path} -> {target} ({summary['format']}, {summary['seconds']:.1f} s, "

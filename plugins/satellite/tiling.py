@@ -36,6 +36,9 @@ import numpy as np
 from segsuite.core.errors import InputFileError, SegsuiteError
 
 NODATA_OUT = 255
+# GDAL keeps written blocks in its cache (default: 5 % of RAM); a fixed cache keeps peak
+# memory independent of the scene size.
+GDAL_CACHE_MB = 128
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def tile_raster(path: str | Path, predictor: Any, output: str | Path, options: T
     from segsuite.core.io import atomic_path
 
     path, output = Path(path), Path(output)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         # rasterio warns about missing georeferencing on open; we say it once, in our words
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         return _tile(path, predictor, output, options, progress, warn)
@@ -167,8 +170,6 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
             "compress": "deflate", "BIGTIFF": "IF_SAFER",
         }
         total_windows = len(ys) * sum(len([x for x in xs if x < c1 and x + tw > c0]) for c0, c1 in chunks)
-        counts = np.zeros(k, np.int64)
-        nodata_pixels = 0
         done = skipped = 0
         model_seconds = 0.0
 
@@ -180,17 +181,29 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
             except rasterio.errors.RasterioError as exc:
                 raise InputFileError(f"{path}: cannot read pixels at row {y}, column {rx0} ({str(exc).splitlines()[0]}); "
                                      "the file is truncated or corrupt") from None
-            if not np.isfinite(data).all():
-                bad_px = ~np.isfinite(data).all(axis=0)
-                valid &= ~bad_px
-                data = np.where(np.isfinite(data), data, 0)
+            valid &= np.isfinite(data).all(axis=0)
+            # normalise here, in the reader thread, so it overlaps the model's work
+            data -= mean
+            data /= std
+            data[:, ~valid] = 0.0  # nodata and NaN pixels sit at the normalised mean
             return data, valid
 
         prob_path = output.with_name(output.stem + "_probabilities.tif")
         with contextlib.ExitStack() as stack:
             tmp_tif = stack.enter_context(atomic_path(output))
             prob_tmp = stack.enter_context(atomic_path(prob_path)) if options.probabilities else None
-            with rasterio.open(tmp_tif, "w", **profile) as dst, ThreadPoolExecutor(max_workers=1) as pool:
+            with rasterio.open(tmp_tif, "w", **profile) as dst, ThreadPoolExecutor(max_workers=1) as pool, \
+                    ThreadPoolExecutor(max_workers=1) as writer:
+                writes: list[Any] = []
+                tally = {"counts": np.zeros(k, np.int64), "nodata": 0}
+
+                def write_rows(labels: np.ndarray, ok: np.ndarray, probs: np.ndarray | None, window: Any) -> None:
+                    dst.write(labels[None], window=window)
+                    tally["counts"] += np.bincount(labels[ok].ravel().astype(np.int64), minlength=k)[:k]
+                    tally["nodata"] += int((~ok).sum())
+                    if probs is not None:
+                        pdst.write(probs, window=window)
+
                 dst.write_colormap(1, {i: (*c, 255) for i, c in enumerate(class_map.colors)})
                 dst.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(class_map.names)})
                 pdst = None
@@ -219,9 +232,7 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                             if not v.any():
                                 skipped += 1
                                 continue
-                            win = (data[:, :, x - rx0 : x - rx0 + tw] - mean) / std
-                            win[:, ~v] = 0.0  # nodata pixels at the normalised mean
-                            todo.append((x, win))
+                            todo.append((x, data[:, :, x - rx0 : x - rx0 + tw]))
                         for b0 in range(0, len(todo), options.batch):
                             part = todo[b0 : b0 + options.batch]
                             batch = torch.from_numpy(np.stack([w for _, w in part]))
@@ -243,17 +254,16 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                         ws = wsum[r0 : r0 + n, c0 - rx0 : c1 - rx0]
                         lg = acc[:, r0 : r0 + n, c0 - rx0 : c1 - rx0]
                         covered = (ws > 0).cpu().numpy()
-                        labels = lg.argmax(0).cpu().numpy().astype(out_dtype)
+                        labels = class_argmax(lg).cpu().numpy().astype(out_dtype)
                         ok = vmask[r0 : r0 + n, c0 - rx0 : c1 - rx0] & covered
                         labels[~ok] = nodata_out
-                        dst.write(labels[None], window=Window(c0, done_y, c1 - c0, n))
-                        counts += np.bincount(labels[ok].ravel().astype(np.int64), minlength=k)[:k]
-                        nodata_pixels += int((~ok).sum())
+                        probs = None
                         if pdst is not None:
                             probs = (lg / ws.clamp(min=1e-12)).softmax(0).cpu().numpy()
                             probs = np.round(probs * 254).astype(np.uint8) + 1  # 0 stays nodata
                             probs[:, ~ok] = 0
-                            pdst.write(probs, window=Window(c0, done_y, c1 - c0, n))
+                        # compressing and writing happen in a second thread, in order
+                        writes.append(writer.submit(write_rows, labels, ok, probs, Window(c0, done_y, c1 - c0, n)))
                         done_y = final_y
                         # drop finished rows from the rolling buffer
                         shift = done_y - buf_y0
@@ -266,10 +276,14 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                             vmask[:keep] = vmask[shift:].copy()
                             vmask[keep:] = False
                             buf_y0 = done_y
+                    for w in writes:
+                        w.result()  # re-raise any write error here
+                    counts, nodata_pixels = tally["counts"], tally["nodata"]
                 if skipped == total_windows:
                     raise InputFileError(f"{path}: every pixel is nodata; nothing to segment")
                 factors = [f for f in (2, 4, 8, 16, 32) if min(H, W) // f >= 256]
-                if factors:
+                will_cog = options.cog and _has_cog()
+                if factors and not will_cog:  # the COG driver computes its own overviews
                     dst.build_overviews(factors, Resampling.mode)
                     dst.update_tags(ns="rio_overview", resampling="mode")
                 if pdst is not None:
@@ -310,6 +324,20 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
         if options.probabilities:
             summary["probabilities"] = str(prob_path)
         return summary
+
+
+def class_argmax(logits: Any) -> Any:
+    """``argmax`` over the class axis of ``(K, H, W)`` with element-wise comparisons: torch's
+    reduction along the outer axis of a strided view is several times slower on the CPU."""
+    import torch
+
+    best = logits[0].clone()
+    index = torch.zeros(best.shape, dtype=torch.uint8 if logits.shape[0] < 256 else torch.int16, device=logits.device)
+    for c in range(1, logits.shape[0]):
+        better = logits[c] > best
+        best = torch.where(better, logits[c], best)
+        index[better] = c
+    return index
 
 
 def has_mask(src: Any) -> bool:

@@ -246,3 +246,37 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(tmp_path, cli, scene):
     assert_one_line_error(cli("tile", scene, "--model", ckpt, "--output", "/etc/passwd/x.tif"), "/etc/passwd")
     assert_one_line_error(cli("tile", scene, "--model", ckpt, "--overlap", "600"), "--overlap 600 must be")
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_vector_polygons_are_not_cut_at_strip_edges(tmp_path):
+    from segsuite.plugins.satellite.vector import polygonize
+
+    labels = np.zeros((1, 100, 120), np.uint8)
+    labels[0, 10:90, 20:60] = 1  # one tall rectangle crossing every strip boundary
+    labels[0, 40:45, 80:85] = 2  # a 5x5 speck
+    labels[0, 95:, :] = 255  # nodata rows
+    write_scene(tmp_path / "cls.tif", labels, nodata=255)
+    res = polygonize(tmp_path / "cls.tif", tmp_path / "cls.geojson", LANDCOVER, strip_rows=16)
+    doc = json.loads((tmp_path / "cls.geojson").read_text())
+    water = [f for f in doc["features"] if f["properties"]["class"] == "water"]
+    assert len(water) == 1  # merged across the 6 strip edges it crosses
+    assert water[0]["properties"]["area"] == pytest.approx(80 * 40 * 100.0)
+    assert water[0]["properties"]["area_m2"] == pytest.approx(80 * 40 * 100.0)
+    assert doc["crs"]["properties"]["name"].endswith("32633")
+    assert res["per_class"] == {"background": 1, "water": 1, "vegetation": 1}
+    # the background ring around them is one polygon too, and nodata is not a class
+    res = polygonize(tmp_path / "cls.tif", tmp_path / "cls.gpkg", LANDCOVER, strip_rows=16, min_area=5000)
+    import pyogrio
+
+    meta = pyogrio.read_info(tmp_path / "cls.gpkg")
+    assert meta["features"] == 2 and "area_m2" in list(meta["fields"])  # the 2500 m² speck is dropped
+    assert "32633" in meta["crs"]
+
+
+def test_tile_cli_vector_option(scene, tmp_path, cli):
+    res = cli("tile", scene, "--model", SAMPLE / "model.safetensors", "--output", tmp_path / "c.tif",
+              "--vector", tmp_path / "c.gpkg", "--min-area", "500", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "c.json").read_text())
+    assert summary["vector"]["polygons"] > 0 and (tmp_path / "c.gpkg").exists()
+    assert_one_line_error(cli("tile", scene, "--vector", tmp_path / "c.shp"), "must end in .gpkg or .geojson")
