@@ -29,6 +29,9 @@ def evaluate(
         raise not_implemented("evaluate", "evaluation of volumetric (3D) models")
     if dom is None and card.domain:
         dom = domain(card.domain)
+    if dom is not None and dom.evaluator is not None:
+        dom.evaluator(model, data, output, device=device)
+        return
     fmt = tasks.pick_format(dom, data)
     metrics = tasks.evaluate(model, data, output, device=device, dataset_format=fmt)
     typer.echo(metrics.table())

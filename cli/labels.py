@@ -17,11 +17,12 @@ class LabelFormat(str, Enum):
     coco = "coco"
     labelme = "labelme"
     color = "color"
+    mvtec = "mvtec"
 
 
 @app.command("import")
 def import_(
-    format: Annotated[LabelFormat, typer.Option("--format", help="coco (JSON), labelme (folder of JSON) or color (RGB masks)")],
+    format: Annotated[LabelFormat, typer.Option("--format", help="coco (JSON), labelme (folder of JSON), color (RGB masks) or mvtec (MVTec AD folder)")],
     input: Annotated[Path, typer.Option("--input", "-i", help="COCO JSON, LabelMe folder/file, or colour-mask folder")],
     output: Annotated[Path, typer.Option(help="Folder for masks/, classes.json and manifest.csv")],
     images: Annotated[Optional[Path], typer.Option(help="Image folder (COCO and colour masks)")] = None,
@@ -43,6 +44,8 @@ def import_(
         class_map = ClassMap.from_json(classes) if classes.endswith(".json") else ClassMap.from_names(classes)
     if format is LabelFormat.coco:
         result = labels.import_coco(input, require_path(images, "image folder (--images)", kind="dir"), output, class_map=class_map)
+    elif format is LabelFormat.mvtec:
+        result = labels.import_mvtec(input, output)
     elif format is LabelFormat.labelme:
         result = labels.import_labelme(input, output, class_map=class_map)
     else:

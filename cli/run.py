@@ -16,16 +16,24 @@ def run(
     model: Annotated[Optional[Path], typer.Option(help="segsuite checkpoint (default: the domain's shipped model)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Output folder")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    threshold: Annotated[Optional[float], typer.Option(help="Decision threshold on the defect/foreground probability (domains that use one)")] = None,
+    min_area: Annotated[Optional[int], typer.Option(help="Drop detected regions smaller than this many pixels (domains that use it)")] = None,
+    pixel_size: Annotated[Optional[float], typer.Option(help="Physical pixel size in mm, for areas in mm² (domains that use it)")] = None,
 ) -> None:
     """Segment images or volumes and write labels, colour labels, overlays and a JSON summary per input."""
     from segsuite.core import tasks
     from segsuite.core.checkpoint import read_card
     from segsuite.core.data.images import IMAGE_SUFFIXES
+    from segsuite.core.errors import SegsuiteError
 
     dom = domain(domain_name)
     if input is None:
         raise typer.BadParameter("--input is required")
     inputs = expand_inputs(input, tuple(dom.readers) if dom is not None else IMAGE_SUFFIXES)
+    if model is None and dom is not None and dom.runner is not None:
+        from segsuite.core.sample_data import default_checkpoint
+
+        model = default_checkpoint(dom.name)
     if model is None:
         where = f"the {dom.name} domain" if dom is not None else "a run without a domain"
         raise not_implemented("run", f"a shipped default model for {where} (pass --model CKPT)")
@@ -33,7 +41,20 @@ def run(
     card = read_card(model)
     if dom is None and card.domain:
         dom = domain(card.domain)
-    if dom is not None and (dom.spatial_dims != 2 or dom.writers or dom.name == "satellite"):
+    extra = {k: v for k, v in {"threshold": threshold, "min_area": min_area, "pixel_size": pixel_size}.items() if v is not None}
+    if dom is not None and dom.runner is not None:
+        import inspect
+
+        accepted = inspect.signature(dom.runner).parameters
+        unknown = [k for k in extra if k not in accepted]
+        if unknown:
+            raise SegsuiteError(f"the {dom.name} domain does not use --{unknown[0].replace('_', '-')}")
+        summaries = dom.runner(inputs, model, output, device=device, **extra)
+        typer.echo(f"wrote {len(summaries)} result(s)")
+        return
+    if extra:
+        raise SegsuiteError(f"--{next(iter(extra)).replace('_', '-')} needs a domain that uses it (e.g. segsuite run industrial)")
+    if dom is not None and (dom.spatial_dims != 2 or dom.writers):
         raise not_implemented("run", f"writing {dom.name} outputs ({', '.join(dom.outputs)})")
     reader = None
     if dom is not None:

@@ -23,6 +23,7 @@ def train(
     loss: Annotated[Optional[str], typer.Option(help="ce, dice, dicece, focal or tversky [dicece]")] = None,
     patch_size: Annotated[Optional[str], typer.Option(help="Random-crop training samples to H,W")] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none, inverse or median (frequency balancing)")] = None,
+    foreground_crop: Annotated[Optional[float], typer.Option(help="Share of training crops centred on labelled foreground (rare defects)")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(help="Local weights to start from (torchvision/timm/smp state dict or checkpoint)")] = None,
     freeze_encoder_epochs: Annotated[Optional[int], typer.Option(help="Keep the encoder frozen for this many epochs")] = None,
     monitor: Annotated[Optional[str], typer.Option(help="Metric choosing the best checkpoint: mean_iou, val_loss, iou/<class>...")] = None,
@@ -61,7 +62,7 @@ def train(
     opts = parse_options(model_option)
     cfg = with_overrides(
         base, model=model, epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, class_weights=class_weights,
-        pretrained=str(pretrained) if pretrained else None, freeze_encoder_epochs=freeze_encoder_epochs,
+        pretrained=str(pretrained) if pretrained else None, foreground_crop=foreground_crop, freeze_encoder_epochs=freeze_encoder_epochs,
         monitor=monitor, early_stopping=early_stopping, amp=amp, device=device, seed=seed, workers=workers, augment=augment,
         model_options={**base.model_options, **opts} if opts else None,
     )

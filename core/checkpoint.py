@@ -100,6 +100,17 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard) -
     return path
 
 
+def rewrite_card(path: str | Path, card: ModelCard, output: str | Path | None = None) -> Path:
+    """Write the same weights with an updated card (atomically; in place when ``output`` is None)."""
+    from safetensors.torch import save_file
+
+    ckpt = load_checkpoint(path)
+    out = Path(output) if output is not None else Path(path)
+    with atomic_path(out) as tmp:
+        save_file(ckpt.state_dict, str(tmp), metadata={CARD_KEY: card.to_json(), FORMAT_KEY: str(FORMAT_VERSION)})
+    return out
+
+
 def read_card(path: str | Path) -> ModelCard:
     """Only the model card (no tensors read)."""
     from safetensors import safe_open

@@ -30,6 +30,9 @@ SyntheticGenerator = Callable[[Path, int], Path]
 """Writes deterministic sample data under a folder for a seed; returns the folder."""
 Reporter = Callable[[Any, Item], dict]
 """Summarises a prediction for the domain's JSON report (volumes, areas, verdicts...)."""
+Runner = Callable[..., list]
+"""``runner(inputs, checkpoint, output, device=...) -> list of summaries``: what ``segsuite run DOMAIN``
+does when the domain writes its own outputs (GeoTIFFs, NIfTI volumes...)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -58,6 +61,11 @@ class Domain:
     report: Reporter | None = None
     outputs: tuple[str, ...] = ()
     """Human-readable list of what ``segsuite run`` writes for this domain."""
+    runner: Runner | None = None
+    """Optional: the domain's own ``segsuite run`` (default: the core's 2D image outputs)."""
+    evaluator: Callable[..., dict] | None = None
+    """Optional: ``evaluator(checkpoint, data, output, device=...) -> dict`` adding the domain's own
+    metrics (and its own printout) to ``segsuite evaluate DOMAIN``."""
 
     def __post_init__(self) -> None:
         where = f"domain {self.name!r}"

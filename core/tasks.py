@@ -43,7 +43,7 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
         pairs = scan_pairs(data)
         norm = channel_stats(pairs)
         augment = Augment(flip_axes=None, scale=(0.8, 1.25), crop=config.patch_size, brightness=0.1, contrast=0.1,
-                          ignore_index=classes.ignore_index)
+                          foreground_crop=config.foreground_crop, ignore_index=classes.ignore_index)
         if not config.augment:
             augment = Augment(crop=config.patch_size, ignore_index=classes.ignore_index) if config.patch_size else None
         train_set = SegmentationDataset(pairs, classes, norm, transform=augment)
@@ -54,10 +54,16 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
                 raise SegsuiteError(f"{data}: images have different sizes {sorted(sizes)[:3]}; give a patch size to crop "
                                     "training samples (--patch-size H,W) or use --batch-size 1")
         n_train, n_val = len(pairs), len(val_set) if val_set is not None else 0
+    norm_card = norm.to_dict()
+    if dataset_format is None:
+        from .data.images import read_image
+
+        # recorded so that inference can bring e.g. 16-bit inputs to the range the model learned
+        norm_card["dtype"] = str(read_image(pairs[0].image).array.dtype)
     first = train_set[0]
     log(f"training {config.model} on {n_train} samples ({n_val} for validation), "
         f"{classes.num_classes} classes, {int(first['image'].shape[0])} channel(s), device {config.device}")
-    trainer = Trainer(config, train_set, val_set, classes, output, normalization=norm.to_dict(),
+    trainer = Trainer(config, train_set, val_set, classes, output, normalization=norm_card,
                       in_channels=int(first["image"].shape[0]), spatial_dims=2, log=log, registry=registry)
     return trainer.fit(resume=resume)
 

@@ -52,6 +52,7 @@ class TrainConfig:
     loss: str = "dicece"
     loss_options: dict[str, Any] = field(default_factory=dict)
     augment: bool = True
+    foreground_crop: float = 0.0
     class_weights: Literal["none", "inverse", "median"] = "none"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = False

@@ -137,3 +137,15 @@ def test_class_weights_recipes():
     f = np.array([8 / 11, 1 / 4, 2 / 4])
     np.testing.assert_allclose(counts.weights("median")[:3], np.median(f) / f)
     assert counts.weights("uniform").tolist() == [1, 1, 1, 1]
+
+
+def test_foreground_crops_oversample_rare_classes():
+    mask = torch.zeros(64, 64, dtype=torch.long)
+    mask[50:53, 7:10] = 2  # 9 pixels of 4096
+    image = torch.zeros(1, 64, 64)
+    torch.manual_seed(0)
+    uniform = sum(bool((Augment(crop=(16, 16))({"image": image, "mask": mask, "meta": {}})["mask"] == 2).any()) for _ in range(200))
+    torch.manual_seed(0)
+    focused = sum(bool((Augment(crop=(16, 16), foreground_crop=0.5)({"image": image, "mask": mask, "meta": {}})["mask"] == 2).any())
+                  for _ in range(200))
+    assert uniform < 40 and focused > 90

@@ -119,3 +119,29 @@ def test_colour_masks(tmp_path):
     assert m[0].tolist() == [1, 1, 1, 1] and m[1].tolist() == [2, 2, 0, 0] and m[3, 3] == 255
     assert len(result.problems) == 1 and "1 pixels have colours not in the palette, e.g. #010203 (1 px)" in result.problems[0]
     assert read_image_array(tmp_path / "out" / "masks" / "f1.png").dtype == np.uint8
+
+
+def test_mvtec_layout(tmp_path, cli):
+    from segsuite.core.data.datasets import read_manifest
+
+    root = tmp_path / "bottle"
+    write_image(root / "train" / "good" / "000.png", np.full((8, 8), 100, np.uint8))
+    write_image(root / "test" / "good" / "000.png", np.full((8, 8), 100, np.uint8))
+    write_image(root / "test" / "crack" / "000.png", np.full((8, 8), 90, np.uint8))
+    write_image(root / "test" / "scratch" / "000.png", np.full((8, 8), 80, np.uint8))
+    write_image(root / "test" / "scratch" / "001.png", np.full((8, 8), 80, np.uint8))
+    gt = np.zeros((8, 8), np.uint8)
+    gt[2:4, 2:6] = 255
+    write_image(root / "ground_truth" / "crack" / "000_mask.png", gt)
+    write_image(root / "ground_truth" / "scratch" / "000_mask.png", gt)
+    res = cli("labels", "import", "--format", "mvtec", "--input", root, "--output", tmp_path / "out")
+    assert res.exit_code == 2  # scratch/001 has no ground truth: reported, not dropped silently
+    assert "001.png: no ground-truth mask" in res.stderr
+    classes = json.loads((tmp_path / "out" / "classes.json").read_text())
+    assert classes["names"] == ["good", "crack", "scratch"]
+    pairs = {p.mask.name: p for p in read_manifest(tmp_path / "out" / "manifest.csv")}
+    assert set(pairs) == {"train_good_000.png", "test_good_000.png", "test_crack_000.png", "test_scratch_000.png"}
+    assert pairs["test_crack_000.png"].group == "test/crack"
+    assert read_mask(tmp_path / "out" / "masks" / "test_crack_000.png")[2, 2] == 1
+    assert read_mask(tmp_path / "out" / "masks" / "test_scratch_000.png")[3, 5] == 2
+    assert read_mask(tmp_path / "out" / "masks" / "train_good_000.png").max() == 0

@@ -237,3 +237,50 @@ def import_color_masks(masks: str | Path, images: str | Path, output: str | Path
     if not result.pairs and not result.problems:
         raise InputFileError(f"{masks}: no colour masks found")
     return result
+
+
+def import_mvtec(root: str | Path, output: str | Path) -> LabelImport:
+    """An MVTec-AD-style folder (``train/good``, ``test/<defect>``, ``ground_truth/<defect>/*_mask.png``)
+    -> index masks with one class per defect type (``good`` = 0); good images get all-zero masks.
+
+    The manifest's ``group`` column holds ``train``/``test`` and the defect type (``test/crack``), so
+    ``segsuite split --group-by`` or the original split can be kept.
+    """
+    root, output = Path(root), Path(output)
+    test = root / "test"
+    if not (root / "train" / "good").is_dir() and not test.is_dir():
+        raise InputFileError(f"{root}: not an MVTec-style folder (expected train/good/ and test/<defect>/)")
+    defects = sorted(p.name for p in test.iterdir() if p.is_dir() and p.name != "good") if test.is_dir() else []
+    class_map = ClassMap(("good", *defects), name=root.name or "mvtec")
+    result = LabelImport(class_map)
+    for split in ("train", "test"):
+        base = root / split
+        if not base.is_dir():
+            continue
+        for kind in sorted(p.name for p in base.iterdir() if p.is_dir()):
+            for image_path in sorted(p for p in (base / kind).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+                try:
+                    h, w = read_image_array(image_path).shape[:2]
+                except InputFileError as exc:
+                    result.problems.append(str(exc))
+                    continue
+                mask = np.zeros((h, w), np.uint8)
+                if kind != "good":
+                    gt = root / "ground_truth" / kind / f"{image_path.stem}_mask.png"
+                    if not gt.exists():
+                        result.problems.append(f"{image_path}: no ground-truth mask {gt}")
+                        continue
+                    raw = read_image_array(gt)
+                    if raw.ndim == 3:
+                        raw = raw[..., 0]
+                    if raw.shape != (h, w):
+                        result.problems.append(f"{gt}: mask is {raw.shape[1]}x{raw.shape[0]}, its image {w}x{h}")
+                        continue
+                    mask[raw > 0] = class_map.index(kind)
+                name = f"{split}_{kind}_{image_path.stem}"
+                mask_path = output / "masks" / f"{name}.png"
+                write_image(mask_path, mask)
+                result.pairs.append(Pair(image_path, mask_path, f"{split}/{kind}"))
+    if not result.pairs and not result.problems:
+        raise InputFileError(f"{root}: no images found under train/ or test/")
+    return result

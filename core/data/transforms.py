@@ -26,6 +26,9 @@ class Augment:
     """Random zoom range, e.g. (0.75, 1.25); without ``crop`` the result is cropped/padded back to the input size."""
     crop: tuple[int, ...] | None = None
     """Random crop to this spatial size; smaller inputs are padded (mask with the ignore index)."""
+    foreground_crop: float = 0.0
+    """Share of crops centred on a random labelled foreground pixel (class > 0) instead of a random
+    place: oversamples rare defects or lesions that uniform crops would almost never contain."""
     brightness: float = 0.0
     contrast: float = 0.0
     noise: float = 0.0
@@ -53,7 +56,12 @@ class Augment:
                 image = torch.rot90(image, k, dims=(dims - 1, dims))
                 mask = torch.rot90(mask, k, dims=(dims - 2, dims - 1))
         if self.crop is not None:
-            image, mask = random_crop(image, mask, self.crop, self.ignore_index)
+            center = None
+            if self.foreground_crop and torch.rand(1).item() < self.foreground_crop:
+                fg = ((mask > 0) & (mask != self.ignore_index)).nonzero()
+                if len(fg):
+                    center = tuple(int(v) for v in fg[int(torch.randint(0, len(fg), (1,)))])
+            image, mask = random_crop(image, mask, self.crop, self.ignore_index, center=center)
         elif tuple(mask.shape) != original:  # zoomed without a crop size: back to the input size
             image, mask = random_crop(image, mask, original, self.ignore_index)
         if self.brightness or self.contrast:

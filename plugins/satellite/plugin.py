@@ -31,6 +31,23 @@ def _looks_like_geotiff_pairs(root: Path) -> bool:
 geotiff_windows.detect = _looks_like_geotiff_pairs  # type: ignore[attr-defined]
 
 
+def run_scenes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto") -> list[dict]:
+    """``segsuite run satellite``: ``segsuite tile`` with its defaults, one summary per scene."""
+    from segsuite.core.infer import Predictor
+    from segsuite.core.io import write_json
+
+    from .tiling import TileOptions, tile_raster
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    summaries = []
+    for path in inputs:
+        target = (output / f"{path.stem}_classes.tif") if output is not None else path.with_name(f"{path.stem}_classes.tif")
+        summary = tile_raster(path, predictor, target, TileOptions())
+        write_json(target.with_suffix(".json"), summary)
+        summaries.append(summary)
+    return summaries
+
+
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -46,6 +63,7 @@ def segsuite_domains() -> list[Domain]:
             dataset_formats={"geotiff": geotiff_windows},
             synthetic=generate,
             outputs=("class GeoTIFF with CRS, transform and colour table", "JSON area summary"),
+            runner=run_scenes,
         )
     ]
 

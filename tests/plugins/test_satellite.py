@@ -280,3 +280,11 @@ def test_tile_cli_vector_option(scene, tmp_path, cli):
     summary = json.loads((tmp_path / "c.json").read_text())
     assert summary["vector"]["polygons"] > 0 and (tmp_path / "c.gpkg").exists()
     assert_one_line_error(cli("tile", scene, "--vector", tmp_path / "c.shp"), "must end in .gpkg or .geojson")
+
+
+def test_run_satellite_uses_the_tiler(tmp_path, cli):
+    shutil.copy(SAMPLE / "scene.tif", tmp_path / "scene.tif")
+    res = cli("run", "satellite", "--input", tmp_path / "scene.tif", "--output", tmp_path / "out", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "out" / "scene_classes.tif") as dst, rasterio.open(SAMPLE / "scene.tif") as src:
+        assert dst.transform == src.transform and dst.crs == src.crs

@@ -1,0 +1,194 @@
+"""Per-part inspection: defect probability, defects as connected components, OK/NG verdict.
+
+A pixel is defective when the probability of *any* defect class (1 - P(good)) reaches the
+threshold; its class is the most probable defect class. Connected defective regions
+smaller than ``min_area`` pixels are dropped; a part is NG when at least one region is
+left. Heatmaps use one fixed scale (probability 0..1), never a per-image stretch, so a good
+part does not light up. Images larger than the model's patch are processed at native
+resolution with the core's sliding window: small defects vanish when images are shrunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsuite.core.classmap import ClassMap
+from segsuite.core.errors import SegsuiteError
+
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_MIN_AREA = 10
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    threshold: float | None = None  # default: the calibrated one in the model card, else 0.5
+    min_area: int | None = None  # pixels; default: the card's, else 10
+    pixel_size: float | None = None  # mm per pixel, for areas in mm²
+    overlap: float = 0.25
+
+
+def settings(card: Any, options: InspectOptions) -> tuple[float, int]:
+    th = (card.thresholds or {}) if card is not None else {}
+    threshold = options.threshold if options.threshold is not None else float(th.get("defect_probability", DEFAULT_THRESHOLD))
+    min_area = options.min_area if options.min_area is not None else int(th.get("min_area_px", DEFAULT_MIN_AREA))
+    if not 0 < threshold < 1:
+        raise SegsuiteError(f"--threshold {threshold} must be between 0 and 1")
+    if min_area < 0:
+        raise SegsuiteError(f"--min-area {min_area} must not be negative")
+    return threshold, min_area
+
+
+def to_model_channels(array: np.ndarray, channels: int, card: Any) -> np.ndarray:
+    """Grey <-> colour and 16 -> 8 bit as the model was trained (recorded in its card)."""
+    import cv2
+
+    arr = np.asarray(array)
+    if arr.shape[0] != channels:
+        hwc = arr.transpose(1, 2, 0)
+        if channels == 1 and arr.shape[0] in (3, 4):
+            arr = cv2.cvtColor(np.ascontiguousarray(hwc[..., :3]), cv2.COLOR_RGB2GRAY)[None]
+        elif channels == 3 and arr.shape[0] == 1:
+            arr = np.repeat(arr, 3, axis=0)
+        else:
+            raise SegsuiteError(f"the model takes {channels} channel(s); this image has {arr.shape[0]}")
+    trained = (card.normalization or {}).get("dtype") if card is not None else None
+    if trained == "uint8" and arr.dtype == np.uint16:
+        arr = arr.astype(np.float32) * (255.0 / 65535.0)
+    return arr
+
+
+def defect_probability(predictor: Any, array: np.ndarray, options: InspectOptions) -> np.ndarray:
+    """``(K, H, W)`` class probabilities at native resolution."""
+    from segsuite.core.infer import SlidingWindow
+
+    patch = tuple(predictor.card.patch_size or ()) if getattr(predictor, "card", None) else ()
+    h, w = array.shape[-2:]
+    predictor.window = SlidingWindow(patch, overlap=options.overlap) if patch and (h > patch[0] or w > patch[1]) else None
+    return predictor.probabilities(array)[0].cpu().numpy()
+
+
+def find_defects(probs: np.ndarray, class_map: ClassMap, threshold: float, min_area: int,
+                 pixel_size: float | None = None) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray]:
+    """Labels (0 = good), the defect list, and the defect-probability map."""
+    import cv2
+
+    p_defect = 1.0 - probs[0]
+    defect_class = probs[1:].argmax(0) + 1
+    binary = (p_defect >= threshold).astype(np.uint8)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    labels = np.zeros(binary.shape, np.uint8 if class_map.num_classes < 256 else np.uint16)
+    defects = []
+    for i in range(1, n):
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        if area < min_area:
+            continue
+        region = comp == i
+        classes = np.bincount(defect_class[region], minlength=class_map.num_classes)
+        cls = int(classes.argmax())
+        labels[region] = cls
+        x, y, w, h = (int(stats[i, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+        conf = p_defect[region]
+        d = {"class": class_map.names[cls], "area_px": area, "bbox_xywh": [x, y, w, h],
+             "max_confidence": round(float(conf.max()), 4), "mean_confidence": round(float(conf.mean()), 4)}
+        if pixel_size:
+            d["area_mm2"] = round(area * pixel_size * pixel_size, 4)
+        defects.append(d)
+    defects.sort(key=lambda d: -d["max_confidence"])
+    return labels, defects, p_defect
+
+
+def heatmap(p_defect: np.ndarray) -> np.ndarray:
+    """Defect probability on a fixed 0..1 scale as an RGB picture (INFERNO colour map)."""
+    import cv2
+
+    grey = np.clip(p_defect * 255.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def overlay_defects(image: np.ndarray, labels: np.ndarray, defects: list[dict[str, Any]], class_map: ClassMap) -> np.ndarray:
+    import cv2
+
+    from segsuite.core.visualize import overlay
+
+    out = overlay(image, labels, class_map, alpha=0.45)
+    for d in defects:
+        x, y, w, h = d["bbox_xywh"]
+        colour = class_map.colors[class_map.index(d["class"])]
+        cv2.rectangle(out, (x - 2, y - 2), (x + w + 1, y + h + 1), colour, 1)
+        cv2.putText(out, d["class"], (x, max(10, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    return out
+
+
+def inspect_files(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
+                  threshold: float | None = None, min_area: int | None = None, pixel_size: float | None = None,
+                  log: Any = None) -> list[dict[str, Any]]:
+    """``segsuite run industrial``: per image mask, heatmap, overlay and JSON; a CSV for the batch.
+
+    A bad file in a batch is recorded (verdict ``ERROR`` with the reason) and the rest go on;
+    the caller turns any error into a non-zero exit. A single bad input raises at once.
+    """
+    from segsuite.core.data.images import read_image, write_image
+    from segsuite.core.errors import InputFileError
+    from segsuite.core.infer import Predictor
+    from segsuite.core.io import atomic_path, write_json
+
+    options = InspectOptions(threshold=threshold, min_area=min_area, pixel_size=pixel_size)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    class_map = predictor.class_map
+    thr, area = settings(predictor.card, options)
+    out = Path(output) if output is not None else Path("segsuite-inspection")
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for path in inputs:
+        t0 = time.perf_counter()
+        try:
+            item = read_image(path)
+            if 0 in item.array.shape:
+                raise InputFileError(f"{path}: image has zero size")
+            arr = to_model_channels(item.array, predictor.model.in_channels, predictor.card)
+            probs = defect_probability(predictor, arr, options)
+        except SegsuiteError as exc:
+            if len(inputs) == 1:
+                raise
+            records.append({"image": str(path), "verdict": "ERROR", "error": str(exc), "defects": []})
+            if log:
+                log(f"segsuite: warning: {exc}")
+            continue
+        labels, defects, p_defect = find_defects(probs, class_map, thr, area, pixel_size)
+        stem = item.name
+        write_image(out / f"{stem}_mask.png", labels)
+        write_image(out / f"{stem}_heatmap.png", heatmap(p_defect))
+        write_image(out / f"{stem}_overlay.png", overlay_defects(item.array, labels, defects, class_map))
+        record = {
+            "image": str(path), "verdict": "NG" if defects else "OK", "defects": defects,
+            "threshold": thr, "min_area_px": area, "size": list(labels.shape),
+            "max_defect_probability": round(float(p_defect.max()), 4), "seconds": round(time.perf_counter() - t0, 4),
+        }
+        write_json(out / f"{stem}.json", record)
+        records.append(record)
+    with atomic_path(out / "summary.csv") as tmp:
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["image", "verdict", "defects", "classes", "max_defect_probability", "error"])
+            for r in records:
+                w.writerow([r["image"], r["verdict"], len(r["defects"]), ";".join(sorted({d["class"] for d in r["defects"]})),
+                            r.get("max_defect_probability", ""), r.get("error", "")])
+    return records
+
+
+def summary_table(records: list[dict[str, Any]]) -> str:
+    ok = sum(r["verdict"] == "OK" for r in records)
+    ng = sum(r["verdict"] == "NG" for r in records)
+    err = sum(r["verdict"] == "ERROR" for r in records)
+    lines = [f"{'image':<40} {'verdict':<7} defects"]
+    for r in records:
+        what = r.get("error") or ", ".join(f"{d['class']} {d['area_px']}px" for d in r["defects"])
+        lines.append(f"{Path(r['image']).name[:40]:<40} {r['verdict']:<7} {what}")
+    lines.append(f"\nOK {ok}   NG {ng}" + (f"   ERROR {err}" if err else "") + f"   ({len(records)} parts)")
+    return "\n".join(lines)

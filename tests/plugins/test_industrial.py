@@ -1,0 +1,209 @@
+"""Industrial plugin: defects as components, verdicts, calibration policies, outputs, default model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, assert_one_line_error
+from segsuite.core.data.images import read_image_array, write_image
+from segsuite.core.errors import SegsuiteError
+from segsuite.plugins.industrial.calibrate import choose_threshold, part_metrics, part_score
+from segsuite.plugins.industrial.classes import SURFACE
+from segsuite.plugins.industrial.inspect import find_defects, heatmap
+from segsuite.plugins.industrial.synthetic import make_parts
+
+SAMPLE = ROOT / "sample_data" / "industrial"
+MODEL = SAMPLE / "model.safetensors"
+
+
+def probs_with(regions: list[tuple[slice, slice, int, float]], shape=(40, 50)) -> np.ndarray:
+    p = np.zeros((4, *shape), np.float32)
+    p[0] = 1.0
+    for ys, xs, cls, conf in regions:
+        p[:, ys, xs] = (1 - conf) / 3
+        p[0, ys, xs] = 1 - conf
+        p[cls, ys, xs] = conf
+    return p
+
+
+def test_defects_are_connected_components_with_class_area_bbox_confidence():
+    p = probs_with([(slice(5, 10), slice(5, 15), 1, 0.9), (slice(20, 22), slice(30, 32), 2, 0.8),
+                    (slice(30, 38), slice(40, 45), 3, 0.7)])
+    labels, defects, p_def = find_defects(p, SURFACE, threshold=0.5, min_area=5, pixel_size=0.1)
+    assert [d["class"] for d in defects] == ["scratch", "crack"]  # the 4-pixel spot is below min_area
+    scratch = defects[0]
+    assert scratch["area_px"] == 50 and scratch["bbox_xywh"] == [5, 5, 10, 5]
+    assert scratch["max_confidence"] == pytest.approx(0.9) and scratch["area_mm2"] == pytest.approx(0.5)
+    assert (labels[5:10, 5:15] == 1).all() and labels[20, 30] == 0 and (labels[30:38, 40:45] == 3).all()
+    _, none, _ = find_defects(probs_with([]), SURFACE, 0.5, 5)
+    assert none == []
+
+
+def test_heatmap_uses_one_global_scale():
+    faint = heatmap(np.full((8, 8), 0.02, np.float32))
+    strong = heatmap(np.full((8, 8), 0.9, np.float32))
+    # a good part stays dark: a per-image stretch would have turned the faint map bright
+    assert faint.mean() < 20 and strong.mean() > faint.mean() + 100
+    assert (faint == faint[0, 0]).all()
+
+
+def test_part_score_is_the_highest_ng_threshold():
+    p = np.zeros((30, 30), np.float32)
+    p[2:6, 2:6] = 0.7  # 16 px
+    p[20:22, 20:22] = 0.95  # 4 px
+    assert part_score(p, min_area=10) == pytest.approx(0.7, abs=1e-4)
+    assert part_score(p, min_area=1) == pytest.approx(0.95, abs=1e-4)
+    assert part_score(p, min_area=100) == 0.0
+
+
+def test_calibration_policies():
+    truth = np.array([1] * 10 + [0] * 10, bool)
+    scores = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.2] + [0.5, 0.4, 0.3, 0.25, 0.1, 0, 0, 0, 0, 0])
+    t = choose_threshold(scores, truth, "recall", 0.9)
+    assert t == 0.55 and part_metrics(scores, truth, t)["recall"] == 0.9
+    t = choose_threshold(scores, truth, "recall", 1.0)
+    assert t == 0.2 and part_metrics(scores, truth, t)["recall"] == 1.0
+    t = choose_threshold(scores, truth, "far", 0.1)
+    m = part_metrics(scores, truth, t)
+    assert m["false_alarm_rate"] == 0.1 and 0.4 < t <= 0.5 + 1e-9
+    t = choose_threshold(scores, truth, "f1", None)
+    assert part_metrics(scores, truth, t)["f1"] == max(part_metrics(scores, truth, float(c))["f1"] for c in np.unique(scores[scores > 0]))
+    with pytest.raises(SegsuiteError, match="no defective parts"):
+        choose_threshold(scores[~truth], truth[~truth], "recall", 0.99)
+    with pytest.raises(SegsuiteError, match="no good parts"):
+        choose_threshold(scores[truth], truth[truth], "far", 0.01)
+
+
+
+
+def test_run_industrial_writes_every_output(tmp_path, cli):
+    res = cli("run", "industrial", "--input", SAMPLE / "parts" / "images", "--output", tmp_path / "out", "--device", "cpu",
+              "--pixel-size", "0.05")
+    assert res.exit_code == 0, res.output
+    assert "OK " in res.stdout and "NG " in res.stdout
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    assert len(rows) == len(list((SAMPLE / "parts" / "images").glob("*.png")))
+    for row in rows:
+        stem = Path(row["image"]).stem
+        rec = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+        assert rec["verdict"] == row["verdict"] in ("OK", "NG")
+        size = read_image_array(row["image"]).shape[:2]
+        assert read_image_array(tmp_path / "out" / f"{stem}_mask.png").shape == size
+        assert read_image_array(tmp_path / "out" / f"{stem}_heatmap.png").shape == (*size, 3)
+        assert read_image_array(tmp_path / "out" / f"{stem}_overlay.png").shape == (*size, 3)
+        for d in rec["defects"]:
+            assert d["area_mm2"] == pytest.approx(d["area_px"] * 0.0025, rel=1e-3)
+
+
+def test_colour_16_bit_and_high_resolution_inputs(tmp_path, cli):
+    grey = read_image_array(next((SAMPLE / "parts" / "images").glob("ng_*.png")))
+    write_image(tmp_path / "in" / "colour.png", np.repeat(grey[..., None], 3, axis=2))
+    write_image(tmp_path / "in" / "deep.png", grey.astype(np.uint16) * 257)
+    big = np.tile(grey, (3, 3))[:700, :600]
+    write_image(tmp_path / "in" / "big.png", big)
+    res = cli("run", "industrial", "--input", tmp_path / "in", "--output", tmp_path / "out", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    recs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")}
+    assert recs["colour"]["verdict"] == recs["deep"]["verdict"] == "NG"
+    assert recs["big"]["size"] == [700, 600] and recs["big"]["verdict"] == "NG"
+    assert len(recs["big"]["defects"]) >= len(recs["colour"]["defects"])  # the tiled copies are found too
+
+
+def test_bad_files_single_and_in_a_batch(tmp_path, cli):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert_one_line_error(cli("run", "industrial", "--input", tmp_path / "broken.png", "--output", tmp_path / "o1"),
+                          "broken.png: not a readable image")
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for p in list((SAMPLE / "parts" / "images").glob("*.png"))[:2]:
+        shutil.copy(p, batch / p.name)
+    shutil.copy(tmp_path / "broken.png", batch / "broken.png")
+    res = cli("run", "industrial", "--input", batch, "--output", tmp_path / "o2", "--device", "cpu")
+    assert res.exit_code == 2
+    assert "broken.png: not a readable image" in res.stderr
+    rows = {Path(r["image"]).name: r for r in csv.DictReader((tmp_path / "o2" / "summary.csv").open())}
+    assert rows["broken.png"]["verdict"] == "ERROR" and len(rows) == 3
+    assert sum(r["verdict"] in ("OK", "NG") for r in rows.values()) == 2  # the rest were processed
+    assert_one_line_error(cli("run", "industrial", "--input", batch, "--threshold", "1.5"), "--threshold 1.5 must be between 0 and 1")
+
+
+def test_calibrate_stores_threshold_with_provenance(tmp_path, cli):
+    val = make_parts(tmp_path / "val", n=16, seed=77)
+    res = cli("calibrate", "--model", MODEL, "--data", val, "--policy", "recall", "--target", "0.99",
+              "--output", tmp_path / "calibrated.safetensors", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    from segsuite.core.checkpoint import read_card
+
+    th = read_card(tmp_path / "calibrated.safetensors").thresholds
+    assert 0 < th["defect_probability"] < 1 and th["min_area_px"] == 10
+    prov = th["provenance"]
+    assert prov["policy"] == "recall" and prov["target"] == 0.99 and prov["achieved"]["recall"] >= 0.99
+    assert prov["parts"]["defective"] + prov["parts"]["good"] == 16
+    good_only = tmp_path / "good"
+    for p in (val / "images").glob("good_*.png"):
+        for sub in ("images", "masks"):
+            (good_only / sub).mkdir(parents=True, exist_ok=True)
+            shutil.copy(val / sub / p.name, good_only / sub / p.name)
+    assert_one_line_error(cli("calibrate", "--model", MODEL, "--data", good_only, "--target", "0.99"),
+                          "the validation set has no defective parts")
+
+
+@pytest.mark.slow
+def test_default_model_part_level_recall_and_precision(tmp_path, cli):
+    fresh = make_parts(tmp_path / "fresh", n=40, seed=2026)  # seeds the model never saw
+    res = cli("run", "industrial", "--input", fresh / "images", "--output", tmp_path / "out", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    truth = np.array([Path(r["image"]).name.startswith("ng_") for r in rows])
+    pred = np.array([r["verdict"] == "NG" for r in rows])
+    recall = (pred & truth).sum() / truth.sum()
+    precision = (pred & truth).sum() / max(pred.sum(), 1)
+    assert recall >= 0.95 and precision >= 0.9, (recall, precision)
+
+
+def test_pixel_auroc_matches_torchmetrics():
+    import torch
+    from torchmetrics.functional.classification import binary_auroc
+
+    from segsuite.plugins.industrial.metrics import pixel_auroc
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(5000) < 0.1
+    scores = np.round(np.where(truth, rng.normal(0.7, 0.2, 5000), rng.normal(0.4, 0.2, 5000)), 2)  # with ties
+    ours = pixel_auroc(scores, truth)
+    ref = binary_auroc(torch.from_numpy(scores), torch.from_numpy(truth.astype(np.int64))).item()
+    assert ours == pytest.approx(ref, abs=1e-6)
+
+
+def test_aupro_perfect_and_blind():
+    from segsuite.plugins.industrial.metrics import aupro
+
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5:10, 5:10] = 1
+    mask[20:35, 20:35] = 1
+    perfect = mask.astype(np.float32) * 0.9 + 0.05
+    assert aupro([perfect], [mask]) == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(1)
+    blind = rng.random((40, 40)).astype(np.float32)
+    assert 0.05 < aupro([blind], [mask]) < 0.3  # random scores: PRO follows FPR, area ~ 0.15
+    # a missed small defect costs as much as a missed large one (per-region averaging)
+    half = np.full(mask.shape, 0.02, np.float32)
+    half[5:10, 5:10] = 0.01  # the small defect scores below any good pixel: missed at every FPR
+    half[20:35, 20:35] = 0.95
+    assert aupro([half], [mask]) == pytest.approx(0.5, abs=0.05)
+
+
+def test_evaluate_industrial(tmp_path, cli):
+    test = make_parts(tmp_path / "test", n=10, seed=99)
+    res = cli("evaluate", "industrial", "--model", MODEL, "--data", test, "--output", tmp_path / "ev", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["part_level"]["parts"] == 10 and m["pixel_auroc"] > 0.9 and 0 <= m["aupro_0.3"] <= 1
+    assert m["defects"]["found"] + m["defects"]["missed"] > 0
+    assert "escapes per 1000 parts" in res.stdout
