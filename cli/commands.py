@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from . import bench, demo, evaluate, export, labels, models_cmd, plugins_cmd, run, split, train
+    from . import bench, demo, evaluate, export, labels, models_cmd, plugins_cmd, run, sample, split, train
 
     app.command("plugins")(plugins_cmd.plugins)
     app.command("models")(models_cmd.models)
@@ -17,4 +17,5 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export.export)
     app.command("bench")(bench.bench)
     app.command("demo")(demo.demo)
+    app.command("sample")(sample.sample)
     app.add_typer(labels.app, name="labels")

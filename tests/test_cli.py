@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_one_line_error
 
-CORE_COMMANDS = ["plugins", "models", "train", "evaluate", "run", "split", "export", "bench", "demo", "labels"]
+CORE_COMMANDS = ["plugins", "models", "train", "evaluate", "run", "split", "export", "bench", "demo", "labels", "sample"]
 
 
 def test_help_lists_core_and_plugin_commands(cli):
@@ -134,3 +134,18 @@ def test_unimplemented_commands_say_so_and_fail(cli, tmp_path):
     for args, message in cases:
         res = cli(*args)
         assert_one_line_error(res, message, code=3)
+
+
+def test_sample_writes_deterministic_domain_data(cli, tmp_path):
+    import hashlib
+
+    for name in ("satellite", "industrial"):
+        digests = []
+        for run in ("a", "b"):
+            res = cli("sample", name, "--output", tmp_path / name / run, "--seed", "3")
+            assert res.exit_code == 0, res.output
+            files = sorted((tmp_path / name / run).rglob("*.*"))
+            assert any(f.parent.name == "masks" for f in files) and any(f.parent.name == "images" for f in files)
+            digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
+        assert digests[0] == digests[1]
+    assert_one_line_error(cli("sample", "medical", "--output", tmp_path / "m"), "a sample-data generator for the medical domain", code=3)

@@ -1,6 +1,7 @@
 """The trainer and the generic train -> evaluate -> run workflow on generated data."""
 
 import csv
+from pathlib import Path
 import json
 
 import numpy as np
@@ -145,3 +146,15 @@ def test_cli_workflow_errors(shapes, tmp_path, cli):
     (tmp_path / "bad.png").write_text("not an image")
     assert_one_line_error(cli("split", tmp_path / "nothing_here"), "nothing_here: dataset not found")
     assert_one_line_error(cli("split", shapes / "train", "--group-by", "(unclosed"), "is not a valid regular expression")
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_workflow(tmp_path, cli):
+    res = cli("demo", "--output", tmp_path / "demo", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["samples"] == {"train": 44, "val": 10, "test": 10} and summary["epochs"] == 1
+    for path in summary["files"].values():
+        assert Path(path).exists(), path
+    assert len(list((tmp_path / "demo" / "predictions").glob("*_overlay.png"))) == 10
+    assert "mean IoU" in res.stdout and "summary:" in res.stdout

@@ -20,12 +20,14 @@ import numpy as np
 
 def pixel_auroc(scores: np.ndarray, truth: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with ties averaged)."""
-    from scipy.stats import rankdata
-
     pos, neg = int(truth.sum()), int((~truth).sum())
     if pos == 0 or neg == 0:
         return float("nan")
-    ranks = rankdata(scores)
+    order = np.argsort(scores, kind="mergesort")
+    _, inverse, counts = np.unique(scores[order], return_inverse=True, return_counts=True)
+    average = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based rank of each distinct value, ties averaged
+    ranks = np.empty(len(scores), np.float64)
+    ranks[order] = average[inverse]
     return float((ranks[truth].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 

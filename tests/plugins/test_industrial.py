@@ -152,6 +152,13 @@ def test_calibrate_stores_threshold_with_provenance(tmp_path, cli):
             shutil.copy(val / sub / p.name, good_only / sub / p.name)
     assert_one_line_error(cli("calibrate", "--model", MODEL, "--data", good_only, "--target", "0.99"),
                           "the validation set has no defective parts")
+    bad = next((good_only / "masks").glob("*.png"))
+    write_image(bad, np.zeros((10, 12), np.uint8))
+    assert_one_line_error(cli("calibrate", "--model", MODEL, "--data", good_only, "--target", "0.99"),
+                          f"{bad.name}: mask is 12x10, its image 256x256")
+    write_image(bad, np.full((256, 256), 9, np.uint8))
+    assert_one_line_error(cli("calibrate", "--model", MODEL, "--data", good_only, "--target", "0.99"),
+                          "mask values [9] are not classes of the model")
 
 
 @pytest.mark.slow

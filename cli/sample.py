@@ -1,0 +1,24 @@
+"""``segsuite sample``: write a domain's deterministic synthetic sample data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import domain, not_implemented
+
+
+def sample(
+    domain_name: Annotated[str, typer.Argument(metavar="DOMAIN", help="Domain whose generator to run")],
+    output: Annotated[Path, typer.Option(help="Folder to write images/ and masks/ into")],
+    seed: Annotated[int, typer.Option(help="Seed; the same seed writes the same files")] = 0,
+) -> None:
+    """Generate labelled sample data for a domain (images/ and masks/), ready for `segsuite train DOMAIN`."""
+    dom = domain(domain_name)
+    if dom.synthetic is None:
+        raise not_implemented("sample", f"a sample-data generator for the {dom.name} domain")
+    folder = dom.synthetic(output, seed)
+    images = sorted((Path(folder) / "images").iterdir()) if (Path(folder) / "images").is_dir() else []
+    typer.echo(f"wrote {len(images)} labelled sample(s) for {dom.name} to {folder}")
