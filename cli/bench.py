@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,11 +12,36 @@ from .common import not_implemented
 
 
 def bench(
-    model: Annotated[str, typer.Option(help="Checkpoint path or registered architecture name")] = "lraspp_mobilenet_v3",
+    model: Annotated[str, typer.Option(help="Checkpoint (.safetensors), ONNX export (.onnx) or architecture name")] = "lraspp_mobilenet_v3",
     size: Annotated[str, typer.Option(help="Input size HxW")] = "512x1024",
     batch: Annotated[int, typer.Option(help="Batch size")] = 1,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
-    video: Annotated[Path | None, typer.Option(help="Also measure end-to-end FPS on this video")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    precision: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on a CUDA device")] = "fp32",
+    runs: Annotated[int, typer.Option(help="Timed runs (after warm-up)")] = 10,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up runs")] = 3,
+    channels: Annotated[int, typer.Option(help="Input channels (architecture names only)")] = 3,
+    classes: Annotated[int, typer.Option(help="Classes (architecture names only)")] = 19,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    video: Annotated[Optional[Path], typer.Option(help="Also measure end-to-end FPS on this video")] = None,
 ) -> None:
-    """Measure model-only latency (warm-up, synchronised) and end-to-end FPS."""
-    raise not_implemented("bench", "benchmarking")
+    """Measure model-only latency (warm-up, synchronised, median and p90) and print it with the device,
+    runtime, precision, resolution and batch size it was measured with."""
+    from segsuite.core.bench import measure_latency
+    from segsuite.core.errors import SegsuiteError
+
+    if video is not None:
+        raise not_implemented("bench", "end-to-end video FPS (it arrives with the driving plugin's video pipeline)")
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise SegsuiteError(f"--size {size!r} must look like 512x1024") from None
+    if runs < 1 or batch < 1 or warmup < 0:
+        raise SegsuiteError("--runs and --batch must be at least 1, --warmup at least 0")
+    r = measure_latency(model, (h, w), batch=batch, device=device, precision=precision, warmup=warmup, runs=runs,
+                        channels=channels, classes=classes)
+    if as_json:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    typer.echo(f"{r['model']} | {r['runtime']} | {r['device_name']} | {r['precision']} | {h}x{w} | batch {batch}: "
+               f"median {r['latency_ms_median']:.1f} ms, p90 {r['latency_ms_p90']:.1f} ms, "
+               f"{r['images_per_second']:.2f} images/s ({runs} runs after {warmup} warm-up)")

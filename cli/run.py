@@ -16,6 +16,7 @@ def run(
     model: Annotated[Optional[Path], typer.Option(help="segsuite checkpoint (default: the domain's shipped model)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Output folder")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    runtime: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU; --model must be a segsuite .onnx export)")] = "torch",
     threshold: Annotated[Optional[float], typer.Option(help="Decision threshold on the defect/foreground probability (domains that use one)")] = None,
     min_area: Annotated[Optional[int], typer.Option(help="Drop detected regions smaller than this many pixels (domains that use it)")] = None,
     pixel_size: Annotated[Optional[float], typer.Option(help="Physical pixel size in mm, for areas in mm² (domains that use it)")] = None,
@@ -38,7 +39,17 @@ def run(
         where = f"the {dom.name} domain" if dom is not None else "a run without a domain"
         raise not_implemented("run", f"a shipped default model for {where} (pass --model CKPT)")
     require_path(model, "checkpoint (--model)", kind="file")
-    card = read_card(model)
+    is_onnx = str(model).lower().endswith(".onnx")
+    if runtime not in ("torch", "onnx"):
+        raise SegsuiteError(f"--runtime {runtime!r}: choose torch or onnx")
+    if runtime == "onnx" and not is_onnx:
+        raise SegsuiteError(f"{model}: --runtime onnx needs an .onnx file; make one with `segsuite export --model {model}`")
+    if is_onnx:
+        from segsuite.core.export import OnnxSegmentationModel
+
+        card = OnnxSegmentationModel(model).card
+    else:
+        card = read_card(model)
     if dom is None and card.domain:
         dom = domain(card.domain)
     extra = {k: v for k, v in {"threshold": threshold, "min_area": min_area, "pixel_size": pixel_size}.items() if v is not None}

@@ -111,12 +111,20 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", registry: Any = None, **kwargs: Any) -> "Predictor":
-        from .checkpoint import load_checkpoint
+        if str(path).lower().endswith(".onnx"):  # exported by `segsuite export`: run with ONNX Runtime
+            from .export import OnnxSegmentationModel
 
-        ckpt = load_checkpoint(path)
-        model = ckpt.build_model(registry=registry)
-        predictor = cls(model, normalization=ckpt.card.normalization, device=device, class_map=ckpt.card.classes, **kwargs)
-        predictor.card = ckpt.card
+            model = OnnxSegmentationModel(path)
+            card = model.card
+            device = "cpu"
+        else:
+            from .checkpoint import load_checkpoint
+
+            ckpt = load_checkpoint(path)
+            model = ckpt.build_model(registry=registry)
+            card = ckpt.card
+        predictor = cls(model, normalization=card.normalization, device=device, class_map=card.classes, **kwargs)
+        predictor.card = card
         return predictor
 
     # -- input ----------------------------------------------------------------------

@@ -124,8 +124,6 @@ def test_unimplemented_commands_say_so_and_fail(cli, tmp_path):
                            ModelCard(model=model.card(), class_map={"names": ["bg", "organ"]}, domain="medical"))
     (tmp_path / "scan.nii.gz").write_bytes(b"")
     cases = [
-        (["export", "--model", ckpt], "segsuite export: export to onnx is not implemented yet"),
-        (["bench"], "segsuite bench: benchmarking is not implemented yet"),
         (["run", "medical", "--input", tmp_path / "scan.nii.gz", "--model", ckpt], "writing medical outputs"),
         (["run", "medical", "--input", tmp_path / "scan.nii.gz"], "a shipped default model for the medical domain"),
         (["evaluate", "--model", ckpt, "--data", tmp_path], "evaluation of volumetric (3D) models"),
