@@ -20,6 +20,8 @@ def run(
     threshold: Annotated[Optional[float], typer.Option(help="Decision threshold on the defect/foreground probability (domains that use one)")] = None,
     min_area: Annotated[Optional[int], typer.Option(help="Drop detected regions smaller than this many pixels (domains that use it)")] = None,
     pixel_size: Annotated[Optional[float], typer.Option(help="Physical pixel size in mm, for areas in mm² (domains that use it)")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="Output label format, e.g. cityscapes (domains that offer one)")] = None,
+    smooth: Annotated[Optional[float], typer.Option(help="Video: temporal smoothing weight of the newest frame, 0-1 (driving)")] = None,
 ) -> None:
     """Segment images or volumes and write labels, colour labels, overlays and a JSON summary per input."""
     from segsuite.core import tasks
@@ -52,19 +54,22 @@ def run(
         card = read_card(model)
     if dom is None and card.domain:
         dom = domain(card.domain)
-    extra = {k: v for k, v in {"threshold": threshold, "min_area": min_area, "pixel_size": pixel_size}.items() if v is not None}
+    extra = {k: v for k, v in {"threshold": threshold, "min_area": min_area, "pixel_size": pixel_size,
+                                "label_format": format, "smooth": smooth}.items() if v is not None}
     if dom is not None and dom.runner is not None:
         import inspect
 
         accepted = inspect.signature(dom.runner).parameters
         unknown = [k for k in extra if k not in accepted]
         if unknown:
-            raise SegsuiteError(f"the {dom.name} domain does not use --{unknown[0].replace('_', '-')}")
+            flag = {"label_format": "format"}.get(unknown[0], unknown[0]).replace("_", "-")
+            raise SegsuiteError(f"the {dom.name} domain does not use --{flag}")
         summaries = dom.runner(inputs, model, output, device=device, **extra)
         typer.echo(f"wrote {len(summaries)} result(s)")
         return
     if extra:
-        raise SegsuiteError(f"--{next(iter(extra)).replace('_', '-')} needs a domain that uses it (e.g. segsuite run industrial)")
+        flag = {"label_format": "format"}.get(next(iter(extra)), next(iter(extra))).replace("_", "-")
+        raise SegsuiteError(f"--{flag} needs a domain that uses it (e.g. segsuite run industrial)")
     if dom is not None and (dom.spatial_dims != 2 or dom.writers):
         raise not_implemented("run", f"writing {dom.name} outputs ({', '.join(dom.outputs)})")
     reader = None

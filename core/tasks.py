@@ -82,19 +82,21 @@ def evaluate(checkpoint: str | Path, data: str | Path, output: str | Path | None
     if dataset_format is not None:
         patch = tuple(predictor.card.patch_size) if predictor.card.patch_size else None
         dataset = dataset_format(data, classes, train=False, patch_size=patch, normalization=norm)
-        names = [f"{Path(m['image']).name}@{m['window'][0]},{m['window'][1]}" for m in (dataset[i]["meta"] for i in range(len(dataset)))]
+        names = None  # filled from each sample's metadata below
     else:
         pairs = scan_pairs(data)
         dataset = SegmentationDataset(pairs, classes, normalization=norm)
         names = [p.image.name for p in pairs]
     cm = ConfusionMatrix(classes.num_classes, classes.ignore_index, class_names=list(classes.names),
                          per_image=True, boundary=boundary, device=predictor.accumulate_on)
+    sample_names = []
     for i in range(len(dataset)):
         sample = dataset[i]
+        sample_names.append(_sample_name(sample["meta"]))
         pred = predictor.predict(sample["image"][None], normalized=True)
         cm.update(pred, sample["mask"][None].to(pred.device))
     metrics = cm.compute()
-    for row, name in zip(metrics.per_image, names):
+    for row, name in zip(metrics.per_image, names or sample_names):
         row["image"] = name
     if output is not None:
         out = Path(output)
@@ -109,6 +111,11 @@ def evaluate(checkpoint: str | Path, data: str | Path, output: str | Path | None
         write_image(out / "confusion.png", confusion_chart(metrics.confusion, list(classes.names)))
         _write_per_image(out / "per_image.csv", metrics.per_image)
     return metrics
+
+
+def _sample_name(meta: dict[str, Any]) -> str:
+    name = Path(meta["image"]).name
+    return f"{name}@{meta['window'][0]},{meta['window'][1]}" if "window" in meta else name
 
 
 def _write_per_image(path: Path, rows: Sequence[dict[str, Any]]) -> None:

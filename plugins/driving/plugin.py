@@ -2,11 +2,76 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from segsuite.core.data.images import read_image
 from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import CAMVID, CITYSCAPES
+
+
+def cityscapes_dataset(*args: Any, **kwargs: Any) -> Any:
+    """Cityscapes layout: leftImg8bit/<split>/<city>/ and gtFine/<split>/<city>/*_gtFine_labelIds.png."""
+    from .datasets import cityscapes_format
+
+    return cityscapes_format(*args, **kwargs)
+
+
+def camvid_dataset(*args: Any, **kwargs: Any) -> Any:
+    """CamVid (SegNet release): train/, trainannot/, val/, valannot/."""
+    from .datasets import camvid_format
+
+    return camvid_format(*args, **kwargs)
+
+
+cityscapes_dataset.detect = lambda root: (Path(root) / "leftImg8bit").is_dir()  # type: ignore[attr-defined]
+camvid_dataset.detect = lambda root: (Path(root) / "trainannot").is_dir()  # type: ignore[attr-defined]
+
+
+def evaluate_driving(checkpoint: Path, data: Path, output: Path | None, *, device: str = "auto") -> dict:
+    """``segsuite evaluate driving``: per-class IoU, mIoU (ignore excluded) and Cityscapes category IoU."""
+    from .evaluate import evaluate_scenes
+
+    return evaluate_scenes(checkpoint, data, output, device=device)
+
+
+def _video_frames_only(path: Path) -> Any:
+    from segsuite.core.errors import SegsuiteError
+
+    raise SegsuiteError(f"{path}: a video; `segsuite run driving` streams it frame by frame")
+
+
+def run_driving(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
+                label_format: str | None = None, smooth: float | None = None) -> list[dict]:
+    """``segsuite run driving``: images -> labels, colours, overlays, drivable area, objects; videos -> overlay video."""
+    import typer
+
+    from segsuite.core.errors import SegsuiteError
+    from segsuite.core.infer import Predictor
+
+    from .scenes import VIDEO_SUFFIXES, run_images, run_video
+
+    if label_format not in (None, "cityscapes"):
+        raise SegsuiteError(f"--format {label_format!r}: the driving domain writes train ids, or label ids with --format cityscapes")
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    if label_format == "cityscapes" and predictor.class_map.raw_ids is None:
+        raise SegsuiteError(f"{checkpoint}: --format cityscapes needs a model with the Cityscapes class map (label ids)")
+    out = Path(output) if output is not None else Path("segsuite-run")
+    out.mkdir(parents=True, exist_ok=True)
+    videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
+    images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
+    records = run_images(predictor, images, out, label_format) if images else []
+    for v in videos:
+        r = run_video(predictor, v, out, smooth=smooth)
+        typer.echo(f"{v.name}: {r['frames']} frames at {r['fps_achieved']} fps, flicker {100 * r['flicker_raw']:.2f} % "
+                   f"raw" + (f", {100 * r['flicker_smoothed']:.2f} % smoothed ({smooth})" if smooth else "") + f" -> {r['output']}")
+        records.append(r)
+    for r in records:
+        if "objects" in r:
+            typer.echo(f"{Path(r['image']).name}: drivable {100 * r['drivable_fraction']:.1f} %, {len(r['objects'])} object(s)")
+    return records
 
 
 @hookimpl
@@ -20,7 +85,11 @@ def segsuite_domains() -> list[Domain]:
             class_maps={"cityscapes": CITYSCAPES, "camvid": CAMVID},
             default_model=ModelSpec("lraspp_mobilenet_v3"),
             patch_size=(512, 1024),
-            readers={".png": read_image, ".jpg": read_image, ".jpeg": read_image},
-            outputs=("colour label PNG", "label PNG", "overlay"),
+            readers={".png": read_image, ".jpg": read_image, ".jpeg": read_image,
+                     **{s: _video_frames_only for s in (".mp4", ".avi", ".mov", ".mkv")}},
+            outputs=("colour label PNG", "label PNG", "overlay", "drivable-area mask", "objects JSON", "overlay video"),
+            runner=run_driving,
+            evaluator=evaluate_driving,
+            dataset_formats={"cityscapes": cityscapes_dataset, "camvid": camvid_dataset},
         )
     ]

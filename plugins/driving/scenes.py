@@ -1,0 +1,182 @@
+"""Driving outputs: colour/label PNGs, Cityscapes-style label-id files, drivable area, objects, video.
+
+Video runs as a three-stage pipeline: a reader thread decodes frames, the main thread runs
+the model, a writer thread encodes the overlay, so decoding and encoding overlap inference.
+Optional temporal smoothing keeps an exponential moving average of the class probabilities
+(``smooth`` is the weight of the newest frame); the flicker measure is the share of pixels
+whose label changes between consecutive frames, reported for the raw and the smoothed
+labels so the effect of smoothing is visible.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsuite.core.errors import InputFileError, SegsuiteError
+
+from .classes import CITYSCAPES_THINGS
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+DRIVABLE = ("road",)
+
+
+def objects_of(labels: np.ndarray, class_map: Any, min_area: int = 20) -> list[dict[str, Any]]:
+    """Connected components of the "thing" classes (person, car, ...) with bounding boxes."""
+    import cv2
+
+    found = []
+    for name in CITYSCAPES_THINGS:
+        if name not in class_map.names:
+            continue
+        cls = class_map.index(name)
+        n, _, stats, _ = cv2.connectedComponentsWithStats((labels == cls).astype(np.uint8), connectivity=8)
+        for i in range(1, n):
+            area = int(stats[i, cv2.CC_STAT_AREA])
+            if area >= min_area:
+                x, y, w, h = (int(stats[i, k]) for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
+                found.append({"class": name, "area_px": area, "bbox_xywh": [x, y, w, h]})
+    return found
+
+
+def drivable_mask(labels: np.ndarray, class_map: Any) -> np.ndarray:
+    ids = [class_map.index(n) for n in DRIVABLE if n in class_map.names]
+    return np.isin(labels, ids)
+
+
+def _base_name(path: Path) -> str:
+    stem = path.stem
+    return stem[: -len("_leftImg8bit")] if stem.endswith("_leftImg8bit") else stem
+
+
+def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str | None) -> list[dict[str, Any]]:
+    from segsuite.core.data.images import read_image, write_image
+    from segsuite.core.io import write_json
+    from segsuite.core.visualize import overlay
+
+    cm = predictor.class_map
+    records = []
+    for path in inputs:
+        t0 = time.perf_counter()
+        item = read_image(path)
+        arr = item.array[:3] if item.array.shape[0] >= 3 else np.repeat(item.array, 3, axis=0)
+        labels = predictor.predict(arr)[0].cpu().numpy().astype(np.uint8)
+        base = _base_name(path)
+        write_image(out / f"{base}_labels.png", labels)
+        write_image(out / f"{base}_color.png", cm.colorize(labels))
+        write_image(out / f"{base}_overlay.png", overlay(arr, labels, cm, skip_background=False))
+        drivable = drivable_mask(labels, cm)
+        write_image(out / f"{base}_drivable.png", drivable.astype(np.uint8) * 255)
+        if label_format == "cityscapes":
+            # the official evaluation script reads label ids (0..33), matched by <city>_<seq>_<frame>
+            write_image(out / f"{base}_labelIds.png", cm.to_raw_ids(labels).astype(np.uint8))
+        record = {"image": str(path), "size": list(labels.shape), "drivable_fraction": float(drivable.mean()),
+                  "objects": objects_of(labels, cm), "seconds": round(time.perf_counter() - t0, 4)}
+        write_json(out / f"{base}.json", record)
+        records.append(record)
+    return records
+
+
+def _flicker(prev: np.ndarray | None, cur: np.ndarray) -> float | None:
+    return None if prev is None else float((prev != cur).mean())
+
+
+def run_video(predictor: Any, path: Path, out: Path, smooth: float | None = None, max_frames: int | None = None) -> dict[str, Any]:
+    import cv2
+
+    from segsuite.core.io import atomic_path, write_json
+    from segsuite.core.visualize import overlay
+
+    if smooth is not None and not 0 < smooth <= 1:
+        raise SegsuiteError(f"--smooth {smooth} must be in (0, 1]: the weight of the newest frame")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputFileError(f"{path}: not a readable video (OpenCV cannot open it)")
+    fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if w == 0 or h == 0:
+        cap.release()
+        raise InputFileError(f"{path}: video has no frames of known size")
+    cm = predictor.class_map
+    frames_q: queue.Queue = queue.Queue(maxsize=8)
+    write_q: queue.Queue = queue.Queue(maxsize=8)
+    target = out / f"{path.stem}_overlay.mp4"
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        n = 0
+        try:
+            while max_frames is None or n < max_frames:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames_q.put(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                n += 1
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+        finally:
+            cap.release()
+            frames_q.put(None)
+
+    stats = {"raw": [], "smoothed": []}
+    per_frame: list[dict[str, Any]] = []
+    with atomic_path(target) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
+        if not writer.isOpened():
+            raise SegsuiteError(f"{target}: OpenCV cannot write an mp4 video here")
+
+        def write_loop() -> None:
+            try:
+                while (frame := write_q.get()) is not None:
+                    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=write_loop, daemon=True)]
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        ema = None
+        prev_raw = prev_smooth = None
+        count = 0
+        while (frame := frames_q.get()) is not None:
+            chw = np.ascontiguousarray(frame.transpose(2, 0, 1))
+            probs = predictor.probabilities(chw)[0]
+            raw = probs.argmax(0).cpu().numpy().astype(np.uint8)
+            if smooth is not None:
+                ema = probs if ema is None else smooth * probs + (1 - smooth) * ema
+                labels = ema.argmax(0).cpu().numpy().astype(np.uint8)
+            else:
+                labels = raw
+            for key, prev, cur in (("raw", prev_raw, raw), ("smoothed", prev_smooth, labels)):
+                f = _flicker(prev, cur)
+                if f is not None:
+                    stats[key].append(f)
+            prev_raw, prev_smooth = raw, labels
+            write_q.put(overlay(chw, labels, cm, skip_background=False))
+            objs = objects_of(labels, cm)
+            per_frame.append({"frame": count, "objects": len(objs), "drivable_fraction": float(drivable_mask(labels, cm).mean())})
+            count += 1
+        write_q.put(None)
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        writer.release()
+        if errors:
+            raise errors[0]
+        if count == 0:
+            raise InputFileError(f"{path}: no frame could be decoded")
+    result = {
+        "video": str(path), "output": str(target), "frames": count, "size": [h, w], "input_fps": fps_in,
+        "fps_achieved": round(count / elapsed, 3) if elapsed > 0 else None,
+        "flicker_raw": float(np.mean(stats["raw"])) if stats["raw"] else 0.0,
+        "flicker_smoothed": float(np.mean(stats["smoothed"])) if stats["smoothed"] else 0.0,
+        "smoothing": smooth, "frames_detail": per_frame,
+    }
+    write_json(out / f"{path.stem}_video.json", result)
+    return result
