@@ -149,3 +149,14 @@ def test_foreground_crops_oversample_rare_classes():
     focused = sum(bool((Augment(crop=(16, 16), foreground_crop=0.5)({"image": image, "mask": mask, "meta": {}})["mask"] == 2).any())
                   for _ in range(200))
     assert uniform < 40 and focused > 90
+
+
+def test_unknown_raw_label_ids_are_counted_and_reported(tmp_path):
+    from segsuite.core.data.datasets import UnknownLabelWarning
+
+    cm = ClassMap(("road", "car"), raw_ids={7: 0, 26: 1}, name="mini")
+    write_image(tmp_path / "ds" / "images" / "x.png", np.zeros((2, 3, 3), np.uint8))
+    write_image(tmp_path / "ds" / "masks" / "x.png", np.array([[7, 26, 99], [99, 3, 7]], np.uint8))
+    with pytest.warns(UnknownLabelWarning, match="x.png: 3 pixels have label ids \\[3, 99\\]"):
+        s = SegmentationDataset(scan_pairs(tmp_path / "ds"), cm)[0]
+    assert s["mask"].tolist() == [[0, 1, 255], [255, 255, 0]]

@@ -24,6 +24,10 @@ from ..errors import InputFileError
 from .images import IMAGE_SUFFIXES, read_image, read_mask
 
 
+class UnknownLabelWarning(UserWarning):
+    """A label file holds raw ids that its class map does not list (they become the ignore index)."""
+
+
 @dataclass(frozen=True)
 class Pair:
     image: Path
@@ -180,7 +184,17 @@ class SegmentationDataset(torch.utils.data.Dataset):
             if raw.shape != tuple(image.shape[1:]):
                 raise InputFileError(f"{pair.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image is "
                                      f"{image.shape[2]}x{image.shape[1]}")
-            lab = self.class_map.to_train_ids(raw) if (self.remap and self.class_map.raw_ids is not None) else raw
+            if self.remap and self.class_map.raw_ids is not None:
+                unknown = ~np.isin(raw, list(self.class_map.raw_ids))
+                if unknown.any():  # counted and reported, then ignored: never a silent wrong label
+                    import warnings
+
+                    ids = sorted(np.unique(raw[unknown]).tolist())[:5]
+                    warnings.warn(f"{pair.mask}: {int(unknown.sum())} pixels have label ids {ids} that the class map "
+                                  f"{self.class_map.name!r} does not know; they are ignored", UnknownLabelWarning, stacklevel=2)
+                lab = self.class_map.to_train_ids(raw)
+            else:
+                lab = raw
             lab = np.asarray(lab, dtype=np.int64)
             bad = (lab != self.class_map.ignore_index) & ((lab < 0) | (lab >= self.class_map.num_classes))
             if bad.any():

@@ -10,6 +10,7 @@ from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import CAMVID, CITYSCAPES
+from .synthetic import generate
 
 
 def cityscapes_dataset(*args: Any, **kwargs: Any) -> Any:
@@ -83,12 +84,13 @@ def segsuite_domains() -> list[Domain]:
             spatial_dims=2,
             in_channels=3,
             class_maps={"cityscapes": CITYSCAPES, "camvid": CAMVID},
-            default_model=ModelSpec("lraspp_mobilenet_v3"),
-            patch_size=(512, 1024),
+            default_model=ModelSpec("resunet", {"channels": [16, 32, 64, 128], "num_res_units": 1}),
+            patch_size=(128, 256),
             readers={".png": read_image, ".jpg": read_image, ".jpeg": read_image,
                      **{s: _video_frames_only for s in (".mp4", ".avi", ".mov", ".mkv")}},
             outputs=("colour label PNG", "label PNG", "overlay", "drivable-area mask", "objects JSON", "overlay video"),
             runner=run_driving,
+            synthetic=generate,
             evaluator=evaluate_driving,
             dataset_formats={"cityscapes": cityscapes_dataset, "camvid": camvid_dataset},
         )

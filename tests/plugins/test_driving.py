@@ -134,3 +134,39 @@ def test_cityscapes_layout_train_and_evaluate(city_ckpt, tmp_path, cli):
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert len(m["per_class"]) == 19 and set(m["category_iou"]) == {"flat", "construction", "object", "nature", "sky", "human", "vehicle"}
     assert "category IoU" in res.stdout
+
+
+DRIVING = __import__("conftest").ROOT / "sample_data" / "driving"
+
+
+def test_run_driving_with_no_other_argument(tmp_path, segsuite_proc):
+    res = subprocess_in(tmp_path, segsuite_proc, "run", "driving", "--input", DRIVING / "frames")  # shipped model
+    assert res.returncode == 0, res.stderr
+    outputs = sorted(p.name for p in (tmp_path / "segsuite-run").glob("*_color.png"))
+    assert len(outputs) == len(list((DRIVING / "frames").glob("*.png")))
+    res = subprocess_in(tmp_path, segsuite_proc, "run", "driving", "--input", DRIVING / "drive.mp4", "--smooth", "0.5")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "segsuite-run" / "drive_overlay.mp4").exists()
+
+
+def subprocess_in(cwd, segsuite_proc, *args):
+    import os
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return segsuite_proc(*args)
+    finally:
+        os.chdir(old)
+
+
+@pytest.mark.slow
+def test_default_model_miou_on_fresh_scenes(tmp_path, cli):
+    from segsuite.plugins.driving.synthetic import make_cityscapes
+
+    root = make_cityscapes(tmp_path / "fresh", n_train=0, n_val=16, seed=2026)  # a seed the model never saw
+    res = cli("evaluate", "driving", "--model", DRIVING / "model.safetensors", "--data", root, "--output", tmp_path / "ev",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["mean_iou"] >= 0.80, res.stdout
