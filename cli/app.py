@@ -126,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"segsuite: warning: {_one_line(str(w.message))}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    default_show = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings API
+        # segsuite's own warnings (unknown label ids, plugin problems) are user-facing: one line each
+        if getattr(category, "__module__", "").startswith("segsuite."):
+            print(f"segsuite: warning: {_one_line(str(message))}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
     try:
         cli.main(args=argv, prog_name="segsuite", standalone_mode=True)
     except SystemExit as exc:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import not_implemented
+from .common import require_path
 
 
 def bench(
@@ -29,14 +29,15 @@ def bench(
     from segsuite.core.bench import measure_latency
     from segsuite.core.errors import SegsuiteError
 
-    if video is not None:
-        raise not_implemented("bench", "end-to-end video FPS (it arrives with the driving plugin's video pipeline)")
     try:
         h, w = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise SegsuiteError(f"--size {size!r} must look like 512x1024") from None
     if runs < 1 or batch < 1 or warmup < 0:
         raise SegsuiteError("--runs and --batch must be at least 1, --warmup at least 0")
+    if video is not None:
+        _video_fps(model, video, device)
+        return
     r = measure_latency(model, (h, w), batch=batch, device=device, precision=precision, warmup=warmup, runs=runs,
                         channels=channels, classes=classes)
     if as_json:
@@ -45,3 +46,22 @@ def bench(
     typer.echo(f"{r['model']} | {r['runtime']} | {r['device_name']} | {r['precision']} | {h}x{w} | batch {batch}: "
                f"median {r['latency_ms_median']:.1f} ms, p90 {r['latency_ms_p90']:.1f} ms, "
                f"{r['images_per_second']:.2f} images/s ({runs} runs after {warmup} warm-up)")
+
+
+def _video_fps(model: str, video: Path, device: str) -> None:
+    """End-to-end FPS of the driving video pipeline (decode, infer, overlay, encode) on a real file."""
+    import tempfile
+
+    from segsuite.core.errors import SegsuiteError
+    from segsuite.core.infer import Predictor
+    from segsuite.plugins.driving.scenes import run_video
+
+    require_path(video, "video (--video)", kind="file")
+    if not Path(model).is_file():
+        raise SegsuiteError("--video needs --model CKPT (a checkpoint or .onnx export), not an architecture name")
+    predictor = Predictor.from_checkpoint(model, device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = run_video(predictor, video, Path(tmp))
+    runtime = "onnxruntime" if str(model).endswith(".onnx") else "torch"
+    typer.echo(f"{predictor.model.arch} | {runtime} | {predictor.device} | fp32 | {r['size'][0]}x{r['size'][1]} | batch 1 | "
+               f"video end to end: {r['fps_achieved']:.2f} FPS over {r['frames']} frames (decode, infer, overlay, encode)")

@@ -318,6 +318,10 @@ class Trainer:
                 loss_sum += loss.detach()
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch,
                                    "lr": optimizer.param_groups[0]["lr"]}
+            if not math.isfinite(row["train_loss"]) and self.rank == 0:
+                # checked once per epoch (one sync), not per step
+                self.log("warning: the training loss is not finite (all pixels ignored, or diverging); "
+                         "check the masks and class map, or lower --lr")
             improved = False
             if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
                 metrics, val_loss = self.validate(raw_model, loss_fn)

@@ -147,3 +147,21 @@ def test_sample_writes_deterministic_domain_data(cli, tmp_path):
             digests.append([hashlib.sha256(f.read_bytes()).hexdigest() for f in files])
         assert digests[0] == digests[1]
     assert_one_line_error(cli("sample", "medical", "--output", tmp_path / "m"), "a sample-data generator for the medical domain", code=3)
+
+
+def test_segsuite_warnings_are_one_line_in_the_shell(tmp_path, segsuite_proc):
+    import numpy as np
+
+    from segsuite.core.data.images import write_image
+
+    for i in range(2):
+        write_image(tmp_path / "d" / "images" / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
+        write_image(tmp_path / "d" / "masks" / f"{i}.png", np.full((8, 8), 42, np.uint8))  # not a label id of the map
+    (tmp_path / "classes.json").write_text(json.dumps({"names": ["a", "b"], "raw_ids": {"1": 0, "2": 1}}))
+    res = segsuite_proc("train", "--data", tmp_path / "d", "--classes", tmp_path / "classes.json", "--epochs", "1",
+                        "--batch-size", "2", "--model", "segnet", "-O", "widths=[4]", "--device", "cpu",
+                        "--output", tmp_path / "run")
+    assert res.returncode == 0, res.stderr
+    warn = [ln for ln in res.stderr.splitlines() if "label ids [42]" in ln]
+    assert warn and all(ln.startswith("segsuite: warning: ") for ln in warn)
+    assert "UnknownLabelWarning" not in res.stderr and "warnings.warn" not in res.stderr

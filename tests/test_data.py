@@ -87,7 +87,10 @@ def test_raw_ids_are_remapped_on_load(tmp_path):
     cm = ClassMap(("road", "car"), raw_ids={7: 0, 26: 1})
     write_image(tmp_path / "ds" / "images" / "x.png", np.zeros((2, 2, 3), np.uint8))
     write_image(tmp_path / "ds" / "masks" / "x.png", np.array([[7, 26], [0, 26]], np.uint8))
-    s = SegmentationDataset(scan_pairs(tmp_path / "ds"), cm)[0]
+    from segsuite.core.data.datasets import UnknownLabelWarning
+
+    with pytest.warns(UnknownLabelWarning, match="1 pixels have label ids \\[0\\]"):
+        s = SegmentationDataset(scan_pairs(tmp_path / "ds"), cm)[0]
     assert s["mask"].tolist() == [[0, 1], [255, 1]]
 
 

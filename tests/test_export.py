@@ -27,6 +27,7 @@ def lraspp_ckpt(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "rt.safetensors", model, card)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_is_verified_and_carries_the_card(lraspp_ckpt, tmp_path, fmt):
     out = tmp_path / ("m.onnx" if fmt == "onnx" else "m.pt")
@@ -82,4 +83,8 @@ def test_bench_prints_conditions_with_every_number(cli):
     assert json.loads(res.stdout)["device"] == "cpu"
     assert_one_line_error(cli("bench", "--precision", "bf16"), "needs a CUDA device")
     assert_one_line_error(cli("bench", "--size", "big"), "--size 'big' must look like 512x1024")
-    assert_one_line_error(cli("bench", "--video", "x.mp4"), "end-to-end video FPS", code=3)
+    assert_one_line_error(cli("bench", "--video", "x.mp4"), "x.mp4: video (--video) not found")
+    video = ROOT / "sample_data" / "driving" / "drive.mp4"
+    res = cli("bench", "--model", ROOT / "sample_data" / "driving" / "model.safetensors", "--video", video, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "video end to end" in res.stdout and "128x256" in res.stdout and "30 frames" in res.stdout

@@ -73,8 +73,10 @@ def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str 
         drivable = drivable_mask(labels, cm)
         write_image(out / f"{base}_drivable.png", drivable.astype(np.uint8) * 255)
         if label_format == "cityscapes":
-            # the official evaluation script reads label ids (0..33), matched by <city>_<seq>_<frame>
-            write_image(out / f"{base}_labelIds.png", cm.to_raw_ids(labels).astype(np.uint8))
+            # The official script (evalPixelLevelSemanticLabeling) reads label ids 0..33 and finds each
+            # prediction by globbing <city>_<seq>_<frame>* in its results folder, so that folder must hold
+            # exactly one file per frame: they go to their own sub-folder.
+            write_image(out / "cityscapes_results" / f"{base}_labelIds.png", cm.to_raw_ids(labels).astype(np.uint8))
         record = {"image": str(path), "size": list(labels.shape), "drivable_fraction": float(drivable.mean()),
                   "objects": objects_of(labels, cm), "seconds": round(time.perf_counter() - t0, 4)}
         write_json(out / f"{base}.json", record)
@@ -159,8 +161,8 @@ def run_video(predictor: Any, path: Path, out: Path, smooth: float | None = None
                     stats[key].append(f)
             prev_raw, prev_smooth = raw, labels
             write_q.put(overlay(chw, labels, cm, skip_background=False))
-            objs = objects_of(labels, cm)
-            per_frame.append({"frame": count, "objects": len(objs), "drivable_fraction": float(drivable_mask(labels, cm).mean())})
+            per_frame.append({"frame": count, "objects": objects_of(labels, cm),
+                              "drivable_fraction": round(float(drivable_mask(labels, cm).mean()), 5)})
             count += 1
         write_q.put(None)
         for t in threads:

@@ -48,7 +48,8 @@ def test_run_driving_images_with_cityscapes_naming(city_ckpt, tmp_path, cli):
     assert res.exit_code == 0, res.output
     base = tmp_path / "out" / "aachen_000000_000019"
     train_ids = read_image_array(f"{base}_labels.png")
-    label_ids = read_image_array(f"{base}_labelIds.png")
+    label_ids = read_image_array(tmp_path / "out" / "cityscapes_results" / "aachen_000000_000019_labelIds.png")
+    assert len(list((tmp_path / "out" / "cityscapes_results").glob("aachen_000000_000019*"))) == 1
     assert train_ids.shape == label_ids.shape == (48, 96)
     np.testing.assert_array_equal(CITYSCAPES.to_train_ids(label_ids), train_ids)  # label ids map back exactly
     assert set(np.unique(label_ids)) <= {lid for lid in range(34) if CITYSCAPES.raw_ids.get(lid, 255) != 255}
@@ -80,6 +81,7 @@ def test_video_pipeline_reports_fps_and_flicker(city_ckpt, tmp_path, cli):
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "out" / "drive_video.json").read_text())
     assert r["frames"] == 12 and r["fps_achieved"] > 0 and r["size"] == [48, 64]
+    assert len(r["frames_detail"]) == 12 and isinstance(r["frames_detail"][0]["objects"], list)
     # noisy frames of a still scene: the raw labels flicker, the smoothed ones much less
     assert r["flicker_raw"] > 0 and r["flicker_smoothed"] < r["flicker_raw"]
     import cv2
