@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import LIVER, SPLEEN
 from .io import read_nifti
+
+
+def run_volumes(*args: Any, **kwargs: Any) -> list:
+    """``segsuite run medical``: label volume on the input's exact grid + volume report per case."""
+    from .run import run_volumes as run
+
+    return run(*args, **kwargs)
 
 
 @hookimpl
@@ -22,5 +31,6 @@ def segsuite_domains() -> list[Domain]:
             patch_size=(96, 96, 96),
             readers={".nii": read_nifti, ".nii.gz": read_nifti},
             outputs=("{case}_seg.nii.gz label volume", "JSON report with volumes in mL"),
+            runner=run_volumes,
         )
     ]

@@ -1,0 +1,79 @@
+"""Medical outputs: label volumes on the input's exact grid, and the volume report.
+
+The label NIfTI copies the input's shape, affine, qform/sform (with their codes) and
+zooms, and stores labels as uint8 (uint16 above 255 classes) — never float, the
+MONAI-writer default that viewers then show as a continuous image. Volumes come from the
+voxel size of the affine (|det| of its 3x3 part, in mm³; 1 mL = 1000 mm³).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsuite.core.errors import InputFileError
+from segsuite.core.spatial import Item
+
+
+def write_label_volume(labels: np.ndarray, item: Item, path: str | Path) -> Path:
+    """Write ``labels`` (the input's voxel grid) with the input's geometry, atomically."""
+    import nibabel as nib
+
+    from segsuite.core.io import atomic_path
+
+    path = Path(path)
+    if tuple(labels.shape) != tuple(item.spatial.shape):
+        raise ValueError(f"labels {labels.shape} do not match the input grid {item.spatial.shape}")
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    src = nib.load(str(item.source)) if item.source is not None else None
+    affine = item.spatial.affine_array()
+    img = nib.Nifti1Image(labels.astype(dtype), affine)
+    if src is not None:
+        header = src.header
+        qform, qcode = header.get_qform(coded=True)
+        sform, scode = header.get_sform(coded=True)
+        img.set_qform(qform if qform is not None else affine, code=int(qcode or 0))
+        img.set_sform(sform if sform is not None else affine, code=int(scode or 0))
+        img.header.set_zooms(header.get_zooms()[:3])
+        img.header.set_xyzt_units(*header.get_xyzt_units())
+    img.header.set_data_dtype(dtype)
+    img.header["scl_slope"], img.header["scl_inter"] = 1, 0
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def voxel_volume_mm3(item: Item) -> float:
+    vol = item.spatial.sample_area()
+    if vol is None:
+        raise InputFileError(f"{item.source}: no voxel size in the header; volumes cannot be computed")
+    return float(vol)
+
+
+def volume_report(labels: np.ndarray, item: Item, class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Per class (background excluded): voxels, volume in mL, connected components, largest component in mL."""
+    from scipy import ndimage
+
+    voxel_ml = voxel_volume_mm3(item) / 1000.0
+    structure = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as ITK-SNAP counts islands
+    classes = {}
+    for c, name in enumerate(class_names):
+        if c == 0:
+            continue
+        mask = labels == c
+        n_vox = int(mask.sum())
+        comp, n = ndimage.label(mask, structure=structure)
+        sizes = np.bincount(comp.ravel())[1:] if n else np.zeros(0, np.int64)
+        classes[name] = {
+            "voxels": n_vox,
+            "volume_ml": round(n_vox * voxel_ml, 4),
+            "components": int(n),
+            "largest_component_ml": round(float(sizes.max()) * voxel_ml, 4) if n else 0.0,
+        }
+    return {
+        "input": str(item.source), "shape": list(labels.shape), "voxel_mm": list(item.spatial.pixel_size or ()),
+        "voxel_volume_ml": voxel_ml, "orientation": item.spatial.extra.get("axcodes"), "classes": classes,
+        "disclaimer": "research use only; not for diagnostic use",
+    }
