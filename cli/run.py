@@ -22,6 +22,9 @@ def run(
     pixel_size: Annotated[Optional[float], typer.Option(help="Physical pixel size in mm, for areas in mm² (domains that use it)")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Output label format, e.g. cityscapes (domains that offer one)")] = None,
     smooth: Annotated[Optional[float], typer.Option(help="Video: temporal smoothing weight of the newest frame, 0-1 (driving)")] = None,
+    keep_largest: Annotated[Optional[bool], typer.Option("--keep-largest", help="Volumes: keep only the largest component per class (medical)")] = None,
+    fill_holes: Annotated[Optional[bool], typer.Option("--fill-holes", help="Volumes: fill enclosed holes per class (medical)")] = None,
+    min_volume: Annotated[Optional[float], typer.Option(help="Volumes: remove components smaller than this many mL (medical)")] = None,
 ) -> None:
     """Segment images or volumes and write labels, colour labels, overlays and a JSON summary per input."""
     from segsuite.core import tasks
@@ -55,12 +58,14 @@ def run(
     if dom is None and card.domain:
         dom = domain(card.domain)
     extra = {k: v for k, v in {"threshold": threshold, "min_area": min_area, "pixel_size": pixel_size,
-                                "label_format": format, "smooth": smooth}.items() if v is not None}
+                                "label_format": format, "smooth": smooth, "keep_largest": keep_largest,
+                                "fill_holes": fill_holes, "min_volume": min_volume}.items() if v is not None}
     if dom is not None and dom.runner is not None:
         import inspect
 
         accepted = inspect.signature(dom.runner).parameters
-        unknown = [k for k in extra if k not in accepted]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        unknown = [] if takes_any else [k for k in extra if k not in accepted]
         if unknown:
             flag = {"label_format": "format"}.get(unknown[0], unknown[0]).replace("_", "-")
             raise SegsuiteError(f"the {dom.name} domain does not use --{flag}")

@@ -11,11 +11,13 @@ from .classes import LIVER, SPLEEN
 from .io import read_nifti
 
 
-def run_volumes(*args: Any, **kwargs: Any) -> list:
+def run_volumes(inputs: list, checkpoint: Any, output: Any, *, device: str = "auto", keep_largest: bool | None = None,
+                fill_holes: bool | None = None, min_volume: float | None = None) -> list:
     """``segsuite run medical``: label volume on the input's exact grid + volume report per case."""
     from .run import run_volumes as run
 
-    return run(*args, **kwargs)
+    return run(inputs, checkpoint, output, device=device, keep_largest=keep_largest, fill_holes=fill_holes,
+               min_volume=min_volume)
 
 
 @hookimpl

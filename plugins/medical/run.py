@@ -18,14 +18,16 @@ import numpy as np
 from segsuite.core.errors import InputFileError, SegsuiteError
 
 
-def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto") -> list[dict[str, Any]]:
+def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
+                keep_largest: bool | None = None, fill_holes: bool | None = None,
+                min_volume: float | None = None) -> list[dict[str, Any]]:
     import typer
 
     from segsuite.core.infer import Predictor, SlidingWindow
     from segsuite.core.io import write_json
 
     from .io import read_nifti
-    from .volumes import volume_report, write_label_volume
+    from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     if predictor.spatial_dims != 3:
@@ -48,6 +50,9 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             raise InputFileError(f"{path}: {int((~np.isfinite(arr)).sum())} voxels are NaN or infinite")
         labels = predictor.predict(arr.astype(np.float32))[0].cpu().numpy()
+        if keep_largest or fill_holes or min_volume:
+            labels = postprocess(labels, voxel_volume_mm3(item) / 1000.0, keep_largest=bool(keep_largest),
+                                 fill_holes=bool(fill_holes), min_volume_ml=float(min_volume or 0.0))
         case = item.name
         target_dir = Path(output) if output is not None else path.parent
         seg = write_label_volume(labels, item, target_dir / f"{case}_seg.nii.gz")

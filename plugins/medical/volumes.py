@@ -45,6 +45,32 @@ def write_label_volume(labels: np.ndarray, item: Item, path: str | Path) -> Path
     return path
 
 
+def postprocess(labels: np.ndarray, voxel_ml: float, *, keep_largest: bool = False, fill_holes: bool = False,
+                min_volume_ml: float = 0.0) -> np.ndarray:
+    """Per foreground class: drop components under ``min_volume_ml``, keep only the largest
+    component, fill enclosed holes (in that order). Removed voxels become background (0)."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    structure = ndimage.generate_binary_structure(3, 3)
+    for c in [int(v) for v in np.unique(labels) if v != 0]:
+        mask = out == c
+        comp, n = ndimage.label(mask, structure=structure)
+        if n:
+            sizes = np.bincount(comp.ravel())
+            sizes[0] = 0
+            keep = sizes * voxel_ml >= min_volume_ml
+            keep[0] = False
+            if keep_largest and keep.any():
+                keep[:] = False
+                keep[int(sizes.argmax())] = True
+            out[mask & ~keep[comp]] = 0
+        if fill_holes:
+            filled = ndimage.binary_fill_holes(out == c)
+            out[filled & (out == 0)] = c
+    return out
+
+
 def voxel_volume_mm3(item: Item) -> float:
     vol = item.spatial.sample_area()
     if vol is None:

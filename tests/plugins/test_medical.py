@@ -97,3 +97,35 @@ def test_bad_volumes_are_one_line_errors_with_nothing_left(ckpt, tmp_path, cli):
     assert_one_line_error(cli("run", "medical", "--input", tmp_path / "four.nii.gz", "--model", ckpt, "--output", tmp_path / "o"),
                           "3 volume(s) along the 4th dimension but the model takes 1 channel(s)")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())  # nothing half-written
+
+
+def test_postprocessing_options():
+    from segsuite.plugins.medical.volumes import postprocess
+
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:8, 2:8, 2:8] = 1  # 216 voxels, with a hole
+    labels[4, 4, 4] = 0
+    labels[15:17, 15:17, 15:17] = 1  # 8 voxels
+    labels[12, 2, 2] = 2  # 1 voxel
+    voxel_ml = 0.001  # 1 mm3 voxels
+    largest = postprocess(labels, voxel_ml, keep_largest=True)
+    assert (largest == 1).sum() == 215 and largest[15, 15, 15] == 0 and largest[12, 2, 2] == 2
+    small_gone = postprocess(labels, voxel_ml, min_volume_ml=0.005)
+    assert small_gone[12, 2, 2] == 0 and small_gone[15, 15, 15] == 1
+    filled = postprocess(labels, voxel_ml, fill_holes=True)
+    assert filled[4, 4, 4] == 1 and (filled == 1).sum() == 216 + 8
+
+
+def test_run_medical_postprocessing_flags(ckpt, tmp_path, cli):
+    nib.save(nib.Nifti1Image(np.random.default_rng(2).normal(0, 200, (16, 16, 12)).astype(np.int16), np.eye(4)),
+             tmp_path / "p.nii.gz")
+    res = cli("run", "medical", "--input", tmp_path / "p.nii.gz", "--model", ckpt, "--output", tmp_path / "out",
+              "--keep-largest", "--fill-holes", "--min-volume", "0.001", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out" / "p_seg.json").read_text())
+    assert all(v["components"] <= 1 for v in report["classes"].values())
+    from segsuite.core.data.images import write_image
+
+    write_image(tmp_path / "part.png", np.zeros((8, 8), np.uint8))
+    assert_one_line_error(cli("run", "industrial", "--input", tmp_path / "part.png", "--keep-largest"),
+                          "the industrial domain does not use --keep-largest")
