@@ -94,9 +94,9 @@ def create_app() -> typer.Typer:
 
 
 def command_names(app: typer.Typer) -> set[str]:
-    names = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
-    names |= {g.name or (g.typer_instance.info.name if g.typer_instance else "") for g in app.registered_groups}
-    return names
+    from segsuite.core.plugins import registered_name
+
+    return {registered_name(e) for e in [*app.registered_commands, *app.registered_groups]}
 
 
 def build_cli(registry: Any = None) -> click.Command:

@@ -67,14 +67,12 @@ def run(
         takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
         unknown = [] if takes_any else [k for k in extra if k not in accepted]
         if unknown:
-            flag = {"label_format": "format"}.get(unknown[0], unknown[0]).replace("_", "-")
-            raise SegsuiteError(f"the {dom.name} domain does not use --{flag}")
+            raise SegsuiteError(f"the {dom.name} domain does not use --{_flag(unknown[0])}")
         summaries = dom.runner(inputs, model, output, device=device, **extra)
         typer.echo(f"wrote {len(summaries)} result(s)")
         return
     if extra:
-        flag = {"label_format": "format"}.get(next(iter(extra)), next(iter(extra))).replace("_", "-")
-        raise SegsuiteError(f"--{flag} needs a domain that uses it (e.g. segsuite run industrial)")
+        raise SegsuiteError(f"--{_flag(next(iter(extra)))} needs a domain that uses it (e.g. segsuite run industrial)")
     if dom is not None and (dom.spatial_dims != 2 or dom.writers):
         raise not_implemented("run", f"writing {dom.name} outputs ({', '.join(dom.outputs)})")
     reader = None
@@ -83,3 +81,8 @@ def run(
     out = output or Path("segsuite-run")
     tasks.predict_images(model, inputs, out, device=device, reader=reader)
     typer.echo(f"wrote {len(inputs)} result(s) to {out}")
+
+
+def _flag(option: str) -> str:
+    """The command-line spelling of a runner keyword (``label_format`` is ``--format``)."""
+    return {"label_format": "format"}.get(option, option).replace("_", "-")

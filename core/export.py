@@ -14,7 +14,6 @@ otherwise the file is not written and the error says by how much it missed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -160,9 +159,3 @@ def export_model(checkpoint: str | Path, fmt: Literal["onnx", "torchscript"] = "
     report["max_abs_diff"] = max(r["max_abs_diff"] for r in report["checks"])
     report["argmax_agreement"] = min(r["argmax_agreement"] for r in report["checks"])
     return report
-
-
-def load_runtime_model(path: str | Path) -> tuple[nn.Module, Any]:
-    """An ONNX file exported by segsuite -> (model usable by Predictor, its model card)."""
-    m = OnnxSegmentationModel(path)
-    return m, m.card

@@ -19,7 +19,7 @@ blocks are public: :meth:`SlidingWindow.positions`, :func:`importance_map` and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -223,13 +223,3 @@ class Predictor:
     def predict(self, image: Any, **kw: Any) -> torch.Tensor:
         """Labels ``(N, *S)`` (int64) on the accumulation device."""
         return self.logits(image, **kw).argmax(1)
-
-
-def iter_batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def flip_tta_cost(spatial_dims: int) -> int:
-    """Forward passes per window with mirroring TTA (every subset of the spatial axes)."""
-    return 2**spatial_dims

@@ -166,26 +166,17 @@ class PluginRegistry:
                 app.registered_groups[:] = before_groups
                 self._fail(pname, f"hook segsuite_cli raised {type(exc).__name__}: {exc}")
                 continue
-            added = [c for c in app.registered_commands if c not in before_cmds]
-            added_groups = [g for g in app.registered_groups if g not in before_groups]
-            for c in added:
-                cname = c.name or c.callback.__name__.replace("_", "-")
-                if cname in taken:
-                    app.registered_commands.remove(c)
-                    self._fail(pname, f"command {cname!r} already exists; skipped")
-                else:
-                    taken.add(cname)
-                    if pname in self.info:
-                        self.info[pname].commands.append(cname)
-            for g in added_groups:
-                gname = g.name or (g.typer_instance.info.name if g.typer_instance else None) or "?"
-                if gname in taken:
-                    app.registered_groups.remove(g)
-                    self._fail(pname, f"command group {gname!r} already exists; skipped")
-                else:
-                    taken.add(gname)
-                    if pname in self.info:
-                        self.info[pname].commands.append(gname)
+            for kind, registered, before in (("command", app.registered_commands, before_cmds),
+                                             ("command group", app.registered_groups, before_groups)):
+                for entry in [e for e in registered if e not in before]:
+                    name = registered_name(entry)
+                    if name in taken:
+                        registered.remove(entry)
+                        self._fail(pname, f"{kind} {name!r} already exists; skipped")
+                    else:
+                        taken.add(name)
+                        if pname in self.info:
+                            self.info[pname].commands.append(name)
 
     def describe(self) -> dict[str, Any]:
         """Everything ``segsuite plugins --json`` prints."""
@@ -205,6 +196,13 @@ class PluginRegistry:
             ],
             "failures": [{"name": f.name, "source": f.source, "message": f.message} for f in self.failures],
         }
+
+
+def registered_name(entry: Any) -> str:
+    """The name a typer command or sub-app registration will have on the command line."""
+    if getattr(entry, "typer_instance", None) is not None:
+        return entry.name or entry.typer_instance.info.name or "?"
+    return entry.name or entry.callback.__name__.replace("_", "-")
 
 
 def _disabled() -> set[str]:

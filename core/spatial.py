@@ -13,7 +13,7 @@ GeoTIFF in a GIS. One typed object covers the three conventions the domains use:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -77,9 +77,6 @@ class SpatialRef:
         if self.pixel_size is not None:
             return float(np.prod(self.pixel_size))
         return None
-
-    def with_shape(self, shape: tuple[int, ...]) -> "SpatialRef":
-        return replace(self, shape=tuple(shape))
 
     def to_dict(self) -> dict[str, Any]:
         return {

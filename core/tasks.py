@@ -49,7 +49,9 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
         train_set = SegmentationDataset(pairs, classes, norm, transform=augment)
         val_set = SegmentationDataset(scan_pairs(val), classes, norm) if val is not None else None
         if config.patch_size is None:
-            sizes = {tuple(SegmentationDataset([p], classes)[0]["mask"].shape) for p in pairs[:16]}
+            from .data.images import read_image_array
+
+            sizes = {read_image_array(p.mask).shape[:2] for p in pairs[:16]}  # masks only: no need to decode images
             if len(sizes) > 1 and config.batch_size > 1:
                 raise SegsuiteError(f"{data}: images have different sizes {sorted(sizes)[:3]}; give a patch size to crop "
                                     "training samples (--patch-size H,W) or use --batch-size 1")
@@ -82,11 +84,8 @@ def evaluate(checkpoint: str | Path, data: str | Path, output: str | Path | None
     if dataset_format is not None:
         patch = tuple(predictor.card.patch_size) if predictor.card.patch_size else None
         dataset = dataset_format(data, classes, train=False, patch_size=patch, normalization=norm)
-        names = None  # filled from each sample's metadata below
     else:
-        pairs = scan_pairs(data)
-        dataset = SegmentationDataset(pairs, classes, normalization=norm)
-        names = [p.image.name for p in pairs]
+        dataset = SegmentationDataset(scan_pairs(data), classes, normalization=norm)
     cm = ConfusionMatrix(classes.num_classes, classes.ignore_index, class_names=list(classes.names),
                          per_image=True, boundary=boundary, device=predictor.accumulate_on)
     sample_names = []
@@ -96,7 +95,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, output: str | Path | None
         pred = predictor.predict(sample["image"][None], normalized=True)
         cm.update(pred, sample["mask"][None].to(pred.device))
     metrics = cm.compute()
-    for row, name in zip(metrics.per_image, names or sample_names):
+    for row, name in zip(metrics.per_image, sample_names):
         row["image"] = name
     if output is not None:
         out = Path(output)

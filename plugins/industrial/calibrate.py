@@ -113,29 +113,15 @@ def calibrate(checkpoint: str | Path, data: str | Path, policy: Policy, target: 
     """Score every validation part, choose the threshold, store it with provenance in the card."""
     from segsuite.core import __version__
     from segsuite.core.checkpoint import load_checkpoint, rewrite_card
-    from segsuite.core.data.datasets import scan_pairs
-    from segsuite.core.data.images import read_image, read_mask
-    from segsuite.core.errors import InputFileError
     from segsuite.core.infer import Predictor
 
-    from .inspect import InspectOptions, defect_probability, to_model_channels
+    from .inspect import labelled_parts
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     class_map = predictor.class_map
-    pairs = scan_pairs(data)
-    scores, truth = [], []
-    for pair in pairs:
-        image = read_image(pair.image).array
-        mask = read_mask(pair.mask)
-        if mask.shape != image.shape[1:]:
-            raise InputFileError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[2]}x{image.shape[1]}")
-        bad = (mask != class_map.ignore_index) & (mask >= class_map.num_classes) if class_map.raw_ids is None else None
-        if bad is not None and bad.any():
-            raise InputFileError(f"{pair.mask}: mask values {sorted(set(mask[bad].tolist()))[:5]} are not classes of the model "
-                                 f"(0..{class_map.num_classes - 1})")
-        arr = to_model_channels(image, predictor.model.in_channels, predictor.card)
-        probs = defect_probability(predictor, arr, InspectOptions())
-        mask = class_map.to_train_ids(mask) if class_map.raw_ids is not None else mask
+    names, scores, truth = [], [], []
+    for pair, _image, mask, probs in labelled_parts(predictor, data):
+        names.append(pair.image.name)
         truth.append(bool(((mask > 0) & (mask != class_map.ignore_index)).any()))
         scores.append(part_score(1.0 - probs[0], min_area))
     s, t = np.asarray(scores), np.asarray(truth)
@@ -155,4 +141,4 @@ def calibrate(checkpoint: str | Path, data: str | Path, policy: Policy, target: 
     out = Path(output) if output is not None else Path(checkpoint)
     rewrite_card(checkpoint, card, out)
     return {"threshold": threshold, "min_area_px": min_area, "achieved": achieved, "checkpoint": str(out),
-            "scores": {p.image.name: float(v) for p, v in zip(pairs, s)}}
+            "scores": {n: float(v) for n, v in zip(names, s)}}

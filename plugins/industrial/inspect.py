@@ -73,6 +73,28 @@ def defect_probability(predictor: Any, array: np.ndarray, options: InspectOption
     return predictor.probabilities(array)[0].cpu().numpy()
 
 
+def labelled_parts(predictor: Any, data: str | Path):
+    """``(pair, image, train-id mask, class probabilities)`` for every labelled part in ``data``,
+    refusing masks whose size or values do not fit the image and the model's class map."""
+    from segsuite.core.data.datasets import scan_pairs
+    from segsuite.core.data.images import read_image, read_mask
+    from segsuite.core.errors import InputFileError
+
+    class_map = predictor.class_map
+    for pair in scan_pairs(data):
+        image = read_image(pair.image).array
+        mask = read_mask(pair.mask)
+        if mask.shape != image.shape[1:]:
+            raise InputFileError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {image.shape[2]}x{image.shape[1]}")
+        mask = class_map.to_train_ids(mask) if class_map.raw_ids is not None else mask
+        bad = (mask != class_map.ignore_index) & ((mask < 0) | (mask >= class_map.num_classes))
+        if bad.any():
+            raise InputFileError(f"{pair.mask}: mask values {sorted(set(mask[bad].tolist()))[:5]} are not classes of the model "
+                                 f"(0..{class_map.num_classes - 1})")
+        arr = to_model_channels(image, predictor.model.in_channels, predictor.card)
+        yield pair, image, mask, defect_probability(predictor, arr, InspectOptions())
+
+
 def find_defects(probs: np.ndarray, class_map: ClassMap, threshold: float, min_area: int,
                  pixel_size: float | None = None) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray]:
     """Labels (0 = good), the defect list, and the defect-probability map."""

@@ -68,15 +68,12 @@ def evaluate_parts(checkpoint: str | Path, data: str | Path, output: str | Path 
     import cv2
     import torch
 
-    from segsuite.core.data.datasets import scan_pairs
-    from segsuite.core.data.images import read_image, read_mask
-    from segsuite.core.errors import InputFileError
     from segsuite.core.infer import Predictor
     from segsuite.core.io import write_json
     from segsuite.core.metrics import ConfusionMatrix
 
     from .calibrate import part_metrics, part_score
-    from .inspect import InspectOptions, defect_probability, find_defects, settings, to_model_channels
+    from .inspect import InspectOptions, find_defects, labelled_parts, settings
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     cm_ = predictor.class_map
@@ -84,13 +81,7 @@ def evaluate_parts(checkpoint: str | Path, data: str | Path, output: str | Path 
     cm = ConfusionMatrix(cm_.num_classes, cm_.ignore_index, class_names=list(cm_.names))
     p_maps, masks, truth, scores, rows = [], [], [], [], []
     found = missed = false_det = 0
-    for pair in scan_pairs(data):
-        item = read_image(pair.image)
-        mask = read_mask(pair.mask)
-        mask = cm_.to_train_ids(mask) if cm_.raw_ids is not None else mask
-        if mask.shape != item.array.shape[1:]:
-            raise InputFileError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]}, its image {item.array.shape[2]}x{item.array.shape[1]}")
-        probs = defect_probability(predictor, to_model_channels(item.array, predictor.model.in_channels, predictor.card), InspectOptions())
+    for pair, _image, mask, probs in labelled_parts(predictor, data):
         labels, defects, p_def = find_defects(probs, cm_, thr, area)
         valid = mask != cm_.ignore_index
         cm.update(torch.from_numpy(labels.astype(np.int64))[None], torch.from_numpy(np.where(valid, mask, cm_.ignore_index))[None])

@@ -48,21 +48,17 @@ def tile(
     input's CRS and transform, a colour table and overviews, plus a JSON summary with the
     area of every class.
     """
-    from segsuite.core.errors import InputFileError, SegsuiteError
+    from segsuite.cli.common import expand_inputs
+    from segsuite.core.errors import SegsuiteError
     from segsuite.core.infer import Predictor
-    from segsuite.core.io import write_json
     from segsuite.core.sample_data import default_checkpoint
 
-    from .tiling import TileOptions, tile_raster
-
-    from segsuite.cli.common import expand_inputs
+    from .tiling import TileOptions
 
     inputs = expand_inputs(input, (".tif", ".tiff"))
     options = TileOptions(tile=tile_size, overlap=overlap, batch=batch, bands=_parse_bands(bands), nodata=nodata,
                           probabilities=probabilities, cog=cog)
     ckpt = model or default_checkpoint("satellite")
-    if not Path(ckpt).is_file():
-        raise InputFileError(f"{ckpt}: checkpoint not found")
     predictor = Predictor.from_checkpoint(ckpt, device=device)
     if predictor.spatial_dims != 2:
         raise SegsuiteError(f"{ckpt}: a {predictor.spatial_dims}D model cannot tile a 2D raster")
@@ -72,31 +68,42 @@ def tile(
         raise SegsuiteError(f"{vector}: --vector must end in .gpkg or .geojson")
     if output is not None and len(inputs) > 1 and output.suffix.lower() in (".tif", ".tiff"):
         raise SegsuiteError(f"{output}: several inputs need an output folder, not a file name")
+    for summary in tile_scenes(inputs, predictor, output, options, vector=vector, min_area=min_area, simplify=simplify):
+        cls = ", ".join(f"{n} {v['pixels']} px" for n, v in summary["classes"].items())
+        typer.echo(f"{summary['input']} -> {summary['output']} ({summary['format']}, {summary['seconds']:.1f} s, "
+                   f"{summary['windows']} windows, {summary['windows_skipped_nodata']} skipped as nodata): {cls}")
+
+
+def tile_scenes(inputs: list[Path], predictor, output: Path | None, options, *, vector: Path | None = None,
+                min_area: float = 0.0, simplify: float = 0.0, output_is_folder: bool = False):
+    """Tile each scene to ``<stem>_classes.tif`` (beside it, in the folder ``output``, or to the file
+    ``output`` for a single scene unless ``output_is_folder``) plus its JSON summary; yields the summaries."""
+    from segsuite.core.errors import SegsuiteError
+    from segsuite.core.io import write_json
+
     for path in inputs:
         if output is None:
             target = path.with_name(path.stem + "_classes.tif")
-        elif len(inputs) > 1 or output.is_dir() or output.suffix == "":
+        elif output_is_folder or len(inputs) > 1 or output.is_dir() or output.suffix == "":
             target = output / (path.stem + "_classes.tif")
         else:
             target = output
         if target.resolve() == path.resolve():
             raise SegsuiteError(f"{target}: refusing to overwrite the input")
-        summary = _tile_one(path, predictor, target, options, tile_raster)
+        summary = _tile_one(path, predictor, target, options)
         if vector is not None:
             from .vector import polygonize
 
             summary["vector"] = polygonize(target, vector, predictor.class_map, min_area=min_area, simplify=simplify)
         write_json(target.with_suffix(".json"), summary)
-        cls = ", ".join(f"{n} {v['pixels']} px" for n, v in summary["classes"].items())
-        typer.echo(f"{path} -> {target} ({summary['format']}, {summary['seconds']:.1f} s, "
-                   f"{summary['windows']} windows, {summary['windows_skipped_nodata']} skipped as nodata): {cls}")
+        yield summary
 
 
-def _tile_one(path, predictor, target, options, tile_raster):
-    import typer as _typer
+def _tile_one(path, predictor, target, options):
+    from .tiling import tile_raster
 
     def warn(message: str) -> None:
-        _typer.echo(f"segsuite: warning: {message}", err=True)
+        typer.echo(f"segsuite: warning: {message}", err=True)
 
     if not sys.stderr.isatty():
         return tile_raster(path, predictor, target, options, warn=warn)

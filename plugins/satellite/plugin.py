@@ -34,18 +34,12 @@ geotiff_windows.detect = _looks_like_geotiff_pairs  # type: ignore[attr-defined]
 def run_scenes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto") -> list[dict]:
     """``segsuite run satellite``: ``segsuite tile`` with its defaults, one summary per scene."""
     from segsuite.core.infer import Predictor
-    from segsuite.core.io import write_json
 
-    from .tiling import TileOptions, tile_raster
+    from .commands import tile_scenes
+    from .tiling import TileOptions
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    summaries = []
-    for path in inputs:
-        target = (output / f"{path.stem}_classes.tif") if output is not None else path.with_name(f"{path.stem}_classes.tif")
-        summary = tile_raster(path, predictor, target, TileOptions())
-        write_json(target.with_suffix(".json"), summary)
-        summaries.append(summary)
-    return summaries
+    return list(tile_scenes(inputs, predictor, output, TileOptions(), output_is_folder=True))
 
 
 @hookimpl

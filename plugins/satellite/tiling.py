@@ -289,7 +289,7 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                 if pdst is not None:
                     pdst.close()
             final_driver = "GTiff"
-            if options.cog and _has_cog():
+            if will_cog:
                 from rasterio.shutil import copy as rio_copy
 
                 cog_tmp = tmp_tif.with_name(tmp_tif.stem + ".cog.tif")
