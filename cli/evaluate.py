@@ -25,10 +25,11 @@ def evaluate(
     require_path(model, "checkpoint (--model)", kind="file")
     require_path(data, "evaluation data (--data)")
     card = read_card(model)
-    if card.model.get("spatial_dims", 2) != 2 or (dom is not None and dom.spatial_dims != 2):
-        raise not_implemented("evaluate", "evaluation of volumetric (3D) models")
     if dom is None and card.domain:
         dom = domain(card.domain)
+    volumetric = card.model.get("spatial_dims", 2) != 2 or (dom is not None and dom.spatial_dims != 2)
+    if volumetric and (dom is None or dom.evaluator is None):
+        raise not_implemented("evaluate", "evaluation of volumetric (3D) models outside a domain that evaluates volumes")
     if dom is not None and dom.evaluator is not None:
         dom.evaluator(model, data, output, device=device)
         return

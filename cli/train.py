@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import domain, not_implemented, require_path
+from .common import domain, require_path
 
 
 def train(
@@ -52,8 +52,6 @@ def train(
     require_path(data, "training data (--data)")
     if val is not None:
         require_path(val, "validation data (--val)")
-    if dom is not None and dom.spatial_dims != 2:
-        raise not_implemented("train", f"training for the {dom.spatial_dims}D {dom.name} domain")
     base = TrainConfig.from_yaml(config) if config is not None else TrainConfig()
     if dom is not None:
         base = with_overrides(base, domain=dom.name)
@@ -70,6 +68,11 @@ def train(
     model_entry(cfg.model)
     class_map = tasks.resolve_classes(classes, dom)
     fmt = tasks.pick_format(dom, data, format)
+    if dom is not None and dom.spatial_dims != 2 and fmt is None:
+        from segsuite.core.errors import SegsuiteError
+
+        raise SegsuiteError(f"{data}: not a {dom.name} dataset this domain can read "
+                            f"(formats: {', '.join(dom.dataset_formats) or 'none'}); see `segsuite sample {dom.name}`")
     if dom is not None and cfg.patch_size is None:
         cfg = with_overrides(cfg, patch_size=tuple(dom.patch_size))
     result = tasks.train(data, class_map, output, cfg, val=val, resume=resume, dataset_format=fmt)

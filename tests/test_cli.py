@@ -114,19 +114,21 @@ def test_models_lists_the_zoo(cli):
     assert cli("models", "nothing*").exit_code == 1
 
 
-def test_unimplemented_commands_say_so_and_fail(cli, tmp_path):
+def test_unimplemented_commands_say_so_and_fail(cli, tmp_path, monkeypatch):
     from segsuite.core.checkpoint import ModelCard, save_checkpoint
     from segsuite.core.models import build_model
     from segsuite.core.plugins import load_plugins
 
     model = build_model("segnet", 1, 2, spatial_dims=3, registry=load_plugins(entry_points=False), widths=[4])
     ckpt = save_checkpoint(tmp_path / "m.safetensors", model,
-                           ModelCard(model=model.card(), class_map={"names": ["bg", "organ"]}, domain="medical"))
+                           ModelCard(model=model.card(), class_map={"names": ["bg", "organ"]}, domain=None))
     (tmp_path / "scan.nii.gz").write_bytes(b"")
+    empty_samples = tmp_path / "samples"
+    empty_samples.mkdir()
+    monkeypatch.setenv("SEGSUITE_SAMPLE_DATA", str(empty_samples))  # a checkout that ships no medical model
     cases = [
         (["run", "medical", "--input", tmp_path / "scan.nii.gz"], "no default medical model is shipped yet"),
-        (["evaluate", "--model", ckpt, "--data", tmp_path], "evaluation of volumetric (3D) models"),
-        (["train", "medical", "--data", tmp_path], "training for the 3D medical domain"),
+        (["evaluate", "--model", ckpt, "--data", tmp_path], "evaluation of volumetric (3D) models outside a domain"),
     ]
     for args, message in cases:
         res = cli(*args)

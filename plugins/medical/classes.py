@@ -14,3 +14,11 @@ LIVER = ClassMap(
 
 # MSD Task09 (spleen CT): 0 background, 1 spleen.
 SPLEEN = ClassMap(names=("background", "spleen"), colors=((0, 0, 0), (157, 108, 162)), ignore_index=255, name="msd-spleen")
+
+# The abdominal organ set of the synthetic phantoms and the shipped default model.
+ABDOMEN = ClassMap(
+    names=("background", "liver", "spleen", "kidney", "lesion"),
+    colors=((0, 0, 0), (220, 120, 60), (157, 108, 162), (80, 160, 220), (250, 230, 40)),
+    ignore_index=255,
+    name="abdomen",
+)

@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
-from .classes import LIVER, SPLEEN
+from .classes import ABDOMEN, LIVER, SPLEEN
 from .io import read_nifti
 
+# The shipped default: a small MONAI residual U-Net on 4 mm voxels (see sample_data/README.md).
+DEFAULT_MODEL = ModelSpec("unet3d", {"channels": (16, 32, 64, 128), "num_res_units": 1})
+PATCH = (64, 64, 48)
 
-def run_volumes(inputs: list, checkpoint: Any, output: Any, *, device: str = "auto", keep_largest: bool | None = None,
-                fill_holes: bool | None = None, min_volume: float | None = None) -> list:
+
+def run_volumes(inputs: list, checkpoint: Any, output: Any, *, device: str = "auto", **options: Any) -> list:
     """``segsuite run medical``: label volume on the input's exact grid + volume report per case."""
     from .run import run_volumes as run
 
-    return run(inputs, checkpoint, output, device=device, keep_largest=keep_largest, fill_holes=fill_holes,
-               min_volume=min_volume)
+    return run(inputs, checkpoint, output, device=device, **options)
+
+
+def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, device: str = "auto") -> dict:
+    """``segsuite evaluate medical``: Dice, HD95, NSD and volume error per class on the original grids."""
+    from .evaluate import evaluate_volumes as evaluate
+
+    return evaluate(checkpoint, data, output, device=device)
+
+
+def volume_dataset(*args: Any, **kwargs: Any) -> Any:
+    from .dataset import volume_dataset as factory
+
+    return factory(*args, **kwargs)
+
+
+def _detect(root: Path) -> bool:
+    from .dataset import detect
+
+    return detect(root)
+
+
+volume_dataset.detect = _detect  # type: ignore[attr-defined]
+
+
+def synthetic(folder: Path, seed: int = 0) -> Path:
+    from .synthetic import synthetic as make
+
+    return make(folder, seed)
 
 
 @hookimpl
@@ -28,11 +59,15 @@ def segsuite_domains() -> list[Domain]:
             description="CT/MRI volumes in NIfTI; label volumes on the input's exact grid, volumes in mL",
             spatial_dims=3,
             in_channels=1,
-            class_maps={"liver": LIVER, "spleen": SPLEEN},
-            default_model=ModelSpec("unet3d"),
-            patch_size=(96, 96, 96),
+            class_maps={"abdomen": ABDOMEN, "liver": LIVER, "spleen": SPLEEN},
+            default_model=DEFAULT_MODEL,
+            patch_size=PATCH,
             readers={".nii": read_nifti, ".nii.gz": read_nifti},
-            outputs=("{case}_seg.nii.gz label volume", "JSON report with volumes in mL"),
+            dataset_formats={"msd": volume_dataset, "nifti-pairs": volume_dataset},
+            synthetic=synthetic,
+            outputs=("{case}_seg.nii.gz label volume on the input grid", "{case}_seg.json volumes in mL",
+                     "optional {case}_probabilities.nii.gz and {case}_uncertainty.nii.gz"),
             runner=run_volumes,
+            evaluator=evaluate_volumes,
         )
     ]

@@ -1,15 +1,19 @@
 """``segsuite run medical``: label volumes on the input grid plus a JSON volume report per case.
 
-Cases are processed one at a time (RAM stays bounded in a batch). The network runs on the
-input's own voxel grid with the core's 3D sliding window (Gaussian blending, batched
-windows, AMP and CPU stitching on GPU OOM). Reorientation to RAS and resampling to the
-model's spacing (with their exact inverse) are not done yet: a model trained on another
-spacing or orientation should be run on data prepared the same way.
+Per case (one at a time, so memory stays bounded in a batch): read the NIfTI, bring it to
+the model grid as the model card says (RAS reorientation, resampling to the model's
+spacing, CT window or z-score), run the core's 3D sliding window (Gaussian blending,
+batched windows, AMP on GPU, CPU stitching on GPU out-of-memory), optionally average
+mirrored passes (TTA: 2^3 = 8 network passes per window instead of 1), map the class
+probabilities back to the input's own grid, take the argmax, post-process, and write
+``{case}_seg.nii.gz`` with the input's exact geometry and ``{case}_seg.json``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,49 +21,161 @@ import numpy as np
 
 from segsuite.core.errors import InputFileError, SegsuiteError
 
+OVERLAP, FAST_OVERLAP = 0.5, 0.25
+
+
+@dataclass
+class VolumeModel:
+    """A loaded medical model: the predictor plus the preprocessing its card records."""
+
+    predictor: Any
+    prep: Any
+
+    @classmethod
+    def load(cls, checkpoint: Path, device: str = "auto", *, fast: bool = False, tta: bool = False) -> "VolumeModel":
+        from segsuite.core.infer import Predictor, SlidingWindow
+
+        from .preprocess import Preprocessing
+
+        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        if predictor.spatial_dims != 3:
+            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; medical volumes need a 3D model")
+        prep = Preprocessing.from_dict(predictor.normalization, source=str(checkpoint))
+        patch = tuple(predictor.card.patch_size or (96, 96, 96))
+        predictor.window = SlidingWindow(patch, overlap=FAST_OVERLAP if fast else OVERLAP, batch_size=2)
+        if tta and not fast:
+            if tuple(sorted(prep.mirror_axes)) != (0, 1, 2):
+                raise SegsuiteError(f"{checkpoint}: the model was trained with mirroring along axes {list(prep.mirror_axes)} "
+                                    "only; mirroring TTA needs a model trained with mirroring along all axes")
+            predictor.tta = True
+        return cls(predictor, prep)
+
+    def probabilities(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(C, X, Y, Z)`` on the input's own voxel grid."""
+        from .preprocess import from_model_grid, to_model_grid
+
+        x, _, grid = to_model_grid(image, affine, self.prep)
+        probs = self.predictor.probabilities(x[None], normalized=True)[0]
+        return from_model_grid(probs, grid)
+
+
+def check_volume(item: Any, in_channels: int) -> np.ndarray:
+    """The item's array as float32 after the checks every medical input gets."""
+    path, arr = item.source, item.array
+    if 0 in arr.shape:
+        raise InputFileError(f"{path}: a dimension has size 0 {tuple(arr.shape[1:])}")
+    if arr.shape[0] != in_channels:
+        raise InputFileError(
+            f"{path}: {arr.shape[0]} volume(s) along the 4th dimension but the model takes {in_channels} "
+            "channel(s); a 4D file is read as channels (e.g. MRI sequences), so split time series first"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise InputFileError(f"{path}: {int((~np.isfinite(arr)).sum())} voxels are NaN or infinite")
+    return arr.astype(np.float32)
+
 
 def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
-                keep_largest: bool | None = None, fill_holes: bool | None = None,
-                min_volume: float | None = None) -> list[dict[str, Any]]:
-    import typer
-
-    from segsuite.core.infer import Predictor, SlidingWindow
+                keep_largest: bool | None = None, fill_holes: bool | None = None, min_volume: float | None = None,
+                probabilities: bool | None = None, tta: bool | None = None, fast: bool | None = None,
+                uncertainty: str | None = None, explain: str | None = None,
+                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     from segsuite.core.io import write_json
 
     from .io import read_nifti
-    from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume
+    from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume, write_map_volume
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    if predictor.spatial_dims != 3:
-        raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; medical volumes need a 3D model")
-    patch = tuple(predictor.card.patch_size or (96, 96, 96))
-    predictor.window = SlidingWindow(patch, overlap=0.5, batch_size=2)
-    names = predictor.class_map.names
-    reports = []
-    for path in inputs:
+    if explain is not None:
+        return explain_volumes(inputs, checkpoint, output, explain, device=device, log=log)
+    if uncertainty not in (None, "entropy", "tta"):
+        raise SegsuiteError(f"--uncertainty {uncertainty}: the medical domain offers entropy or tta")
+    log = log or _echo
+    model = VolumeModel.load(checkpoint, device, fast=bool(fast), tta=bool(tta) or uncertainty == "tta")
+    names = model.predictor.class_map.names
+    single_file = output is not None and len(inputs) == 1 and str(output).lower().endswith((".nii.gz", ".nii"))
+    reports, failures = [], []
+    for k, path in enumerate(inputs, 1):
         t0 = time.perf_counter()
-        item = read_nifti(path)
-        arr = item.array
-        if 0 in arr.shape:
-            raise InputFileError(f"{path}: a dimension has size 0 {tuple(arr.shape[1:])}")
-        if arr.shape[0] != predictor.model.in_channels:
-            raise InputFileError(
-                f"{path}: {arr.shape[0]} volume(s) along the 4th dimension but the model takes {predictor.model.in_channels} "
-                "channel(s); a 4D file is read as channels (e.g. MRI sequences), so split time series first"
-            )
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            raise InputFileError(f"{path}: {int((~np.isfinite(arr)).sum())} voxels are NaN or infinite")
-        labels = predictor.predict(arr.astype(np.float32))[0].cpu().numpy()
+        try:
+            item = read_nifti(path)
+            image = check_volume(item, model.predictor.model.in_channels)
+            probs = model.probabilities(image, item.spatial.affine_array())
+        except InputFileError as exc:
+            if len(inputs) == 1:
+                raise
+            failures.append(str(exc))
+            log(f"[{k}/{len(inputs)}] skipped: {exc}")
+            continue
+        labels = probs.argmax(0).astype(np.uint16 if len(names) > 256 else np.uint8)
         if keep_largest or fill_holes or min_volume:
             labels = postprocess(labels, voxel_volume_mm3(item) / 1000.0, keep_largest=bool(keep_largest),
                                  fill_holes=bool(fill_holes), min_volume_ml=float(min_volume or 0.0))
         case = item.name
-        target_dir = Path(output) if output is not None else path.parent
-        seg = write_label_volume(labels, item, target_dir / f"{case}_seg.nii.gz")
+        if single_file:
+            seg_path, target_dir = Path(output), Path(output).parent
+        else:
+            target_dir = Path(output) if output is not None else path.parent
+            seg_path = target_dir / f"{case}_seg.nii.gz"
+        seg = write_label_volume(labels, item, seg_path)
         report = volume_report(labels, item, names)
-        report.update({"output": str(seg), "seconds": round(time.perf_counter() - t0, 3)})
-        write_json(target_dir / f"{case}_seg.json", report)
-        typer.echo(f"{path.name} -> {seg.name}: " + ", ".join(
+        files = {"labels": str(seg)}
+        if probabilities:
+            files["probabilities"] = str(write_map_volume(probs, item, target_dir / f"{case}_probabilities.nii.gz"))
+        if uncertainty:
+            from segsuite.core.uncertainty import entropy
+
+            import torch
+
+            ent = entropy(torch.from_numpy(probs)[None])[0].numpy()
+            files["uncertainty"] = str(write_map_volume(ent, item, target_dir / f"{case}_uncertainty.nii.gz"))
+            report["mean_uncertainty"] = round(float(ent.mean()), 5)
+        report.update({"output": str(seg), "files": files, "tta": bool(model.predictor.tta),
+                       "seconds": round(time.perf_counter() - t0, 3)})
+        write_json(seg.with_name(seg.name.split(".nii")[0] + ".json"), report)
+        log(f"[{k}/{len(inputs)}] {path.name} -> {seg.name}: " + ", ".join(
             f"{n} {v['volume_ml']:.1f} mL ({v['components']} part(s))" for n, v in report["classes"].items()))
         reports.append(report)
+        del probs, labels
+    if failures:
+        raise SegsuiteError(f"{len(failures)} of {len(inputs)} input(s) failed (the others were written): {failures[0]}")
     return reports
+
+
+def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, class_name: str, *, device: str = "auto",
+                    log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Grad-CAM for one class on each volume, written as a NIfTI map on the input's grid."""
+    from segsuite.core.explain import grad_cam
+    from segsuite.core.io import write_json
+
+    import torch
+
+    from .io import read_nifti
+    from .preprocess import from_model_grid, to_model_grid
+    from .volumes import write_map_volume
+
+    log = log or _echo
+    model = VolumeModel.load(checkpoint, device)
+    names = list(model.predictor.class_map.names)
+    if class_name not in names:
+        raise SegsuiteError(f"class {class_name!r} is not in the model's classes: {', '.join(names)}")
+    cls = names.index(class_name)
+    results = []
+    for path in inputs:
+        item = read_nifti(path)
+        image = check_volume(item, model.predictor.model.in_channels)
+        x, _, grid = to_model_grid(image, item.spatial.affine_array(), model.prep)
+        cam = grad_cam(model.predictor.model, x[None].to(model.predictor.device), cls)
+        cam_t = torch.as_tensor(cam).float().reshape(1, *grid.model_shape)
+        back = from_model_grid(cam_t, grid)[0]
+        target_dir = Path(output) if output is not None else path.parent
+        out = write_map_volume(back, item, target_dir / f"{item.name}_{class_name}_cam.nii.gz")
+        info = {"input": str(path), "class": class_name, "cam": str(out)}
+        write_json(target_dir / f"{item.name}_{class_name}_cam.json", info)
+        log(f"{path.name} -> {out.name}")
+        results.append(info)
+    return results
+
+
+def _echo(message: str) -> None:
+    import typer
+
+    typer.echo(message)

@@ -19,27 +19,46 @@ from segsuite.core.spatial import Item
 
 def write_label_volume(labels: np.ndarray, item: Item, path: str | Path) -> Path:
     """Write ``labels`` (the input's voxel grid) with the input's geometry, atomically."""
+    if tuple(labels.shape) != tuple(item.spatial.shape):
+        raise ValueError(f"labels {labels.shape} do not match the input grid {item.spatial.shape}")
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    return write_like(labels.astype(dtype), item, path)
+
+
+def write_map_volume(values: np.ndarray, item: Item, path: str | Path) -> Path:
+    """Write values in [0, 1] (``(X, Y, Z)`` or ``(C, X, Y, Z)`` → 4D with channels last) on the input's
+    grid, stored as uint8 with a NIfTI scale factor: viewers and nibabel read floats back, at a
+    quarter of float32's size and a resolution of 1/255 of the largest value."""
+    data = values if values.ndim == 3 else np.moveaxis(values, 0, -1)
+    if tuple(data.shape[:3]) != tuple(item.spatial.shape):
+        raise ValueError(f"map {data.shape} does not match the input grid {item.spatial.shape}")
+    return write_like(np.clip(data, 0.0, 1.0).astype(np.float32), item, path, disk_dtype=np.uint8)
+
+
+def write_like(data: np.ndarray, item: Item, path: str | Path, *, disk_dtype: Any = None) -> Path:
+    """Write ``data`` with the input's affine, qform/sform (and codes), zooms and units, atomically.
+
+    With ``disk_dtype``, nibabel stores the (float) data in that type with a scale factor."""
     import nibabel as nib
 
     from segsuite.core.io import atomic_path
 
     path = Path(path)
-    if tuple(labels.shape) != tuple(item.spatial.shape):
-        raise ValueError(f"labels {labels.shape} do not match the input grid {item.spatial.shape}")
-    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
     src = nib.load(str(item.source)) if item.source is not None else None
     affine = item.spatial.affine_array()
-    img = nib.Nifti1Image(labels.astype(dtype), affine)
+    img = nib.Nifti1Image(data, affine)
     if src is not None:
         header = src.header
         qform, qcode = header.get_qform(coded=True)
         sform, scode = header.get_sform(coded=True)
         img.set_qform(qform if qform is not None else affine, code=int(qcode or 0))
         img.set_sform(sform if sform is not None else affine, code=int(scode or 0))
-        img.header.set_zooms(header.get_zooms()[:3])
+        img.header.set_zooms(tuple(header.get_zooms()[:3]) + tuple(1.0 for _ in data.shape[3:]))
         img.header.set_xyzt_units(*header.get_xyzt_units())
-    img.header.set_data_dtype(dtype)
-    img.header["scl_slope"], img.header["scl_inter"] = 1, 0
+    img.header.set_data_dtype(disk_dtype or data.dtype)
+    if disk_dtype is None:  # labels: stored as they are, never rescaled
+        img.header["scl_slope"], img.header["scl_inter"] = 1, 0
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path

@@ -13,7 +13,8 @@ from conftest import assert_one_line_error
 from segsuite.core.checkpoint import ModelCard, save_checkpoint
 from segsuite.core.models import build_model
 from segsuite.core.plugins import load_plugins
-from segsuite.plugins.medical.classes import LIVER
+from segsuite.plugins.medical.classes import ABDOMEN, LIVER
+from segsuite.plugins.medical.preprocess import Preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,9 @@ def ckpt(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("resunet", 1, 3, spatial_dims=3, registry=load_plugins(entry_points=False), channels=[4, 8],
                         num_res_units=0)
+    prep = Preprocessing(spacing=(1.5, 1.5, 2.0), intensity="ct_window")
     card = ModelCard(model=model.card(), class_map=LIVER.to_dict(), domain="medical", patch_size=[16, 16, 16],
-                     normalization={"kind": "zscore", "mean": [0.0], "std": [100.0]})
+                     normalization=prep.to_dict())
     return save_checkpoint(tmp_path_factory.mktemp("m") / "ct.safetensors", model, card)
 
 
@@ -129,3 +131,172 @@ def test_run_medical_postprocessing_flags(ckpt, tmp_path, cli):
     write_image(tmp_path / "part.png", np.zeros((8, 8), np.uint8))
     assert_one_line_error(cli("run", "industrial", "--input", tmp_path / "part.png", "--keep-largest"),
                           "the industrial domain does not use --keep-largest")
+
+
+# -- preprocessing ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PLS", "ASR", "LIP", "RPI"])
+def test_reorientation_is_canonical_and_exactly_inverted(codes):
+    from segsuite.plugins.medical.preprocess import from_model_grid, to_model_grid
+    from segsuite.plugins.medical.synthetic import random_affine
+
+    rng = np.random.default_rng(3)
+    affine, shape = random_affine(rng, (90.0, 70.0, 50.0), axcodes=codes)
+    volume = rng.normal(size=(1, *shape)).astype(np.float32)
+    x, _, grid = to_model_grid(volume, affine, Preprocessing(spacing=None, intensity="none"))
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(volume[0], affine))
+    np.testing.assert_array_equal(x[0].numpy(), np.asarray(canonical.dataobj))
+    np.testing.assert_array_equal(from_model_grid(x, grid), volume)  # lossless both ways
+
+
+def test_the_same_anatomy_lands_on_the_same_side_in_any_orientation():
+    """A phantom stored RAS and LPS (same world anatomy): after preprocessing the label volumes agree."""
+    from segsuite.plugins.medical.preprocess import to_model_grid
+    from segsuite.plugins.medical.synthetic import FOV_MM, random_affine, render_phantom
+
+    canon = []
+    for codes in ("RAS", "LPS", "SPL"):
+        affine, shape = random_affine(np.random.default_rng(0), FOV_MM, spacing=(5.0, 5.0, 5.0), axcodes=codes,
+                                      max_tilt_deg=0)
+        image, labels = render_phantom(np.random.default_rng(7), affine, shape, noise_hu=0)
+        _, lab, _ = to_model_grid(image[None].astype(np.float32), affine, Preprocessing(spacing=(5.0, 5.0, 5.0)),
+                                  labels=labels)
+        lab = lab.numpy()
+        lab[lab == 4] = 1  # lesion centres are drawn from the liver's voxel list, whose order depends on the grid
+        canon.append(lab)
+    assert all(np.array_equal(canon[0], c) for c in canon[1:])
+    liver_x = np.nonzero(canon[0] == 1)[0].mean()
+    spleen_x = np.nonzero(canon[0] == 2)[0].mean()
+    assert liver_x > spleen_x  # RAS: the first axis grows towards the patient's right, where the liver is
+
+
+def test_resampling_to_model_spacing_and_back_keeps_the_grid(tmp_path):
+    from segsuite.plugins.medical.preprocess import from_model_grid, to_model_grid
+
+    affine = np.diag([0.8, 0.8, 3.0, 1.0])
+    volume = np.zeros((1, 50, 40, 12), np.float32)
+    volume[0, 10:30, 10:30, 3:9] = 1.0
+    prep = Preprocessing(spacing=(2.0, 2.0, 2.0), intensity="none")
+    x, _, grid = to_model_grid(volume, affine, prep)
+    assert tuple(x.shape[1:]) == (20, 16, 18)
+    probs = torch.cat([1 - x, x])  # a perfect "model": background / object
+    back = from_model_grid(probs, grid)
+    assert back.shape == (2, 50, 40, 12)
+    agree = (back.argmax(0) == volume[0]).mean()
+    assert agree > 0.98
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI deprecates one of its own internal arguments
+def test_hd95_and_nsd_equal_monai_on_anisotropic_volumes():
+    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+    from scipy import ndimage
+
+    from segsuite.plugins.medical.metrics import dice, hd95, nsd
+
+    rng = np.random.default_rng(0)
+    for spacing in ((0.8, 1.3, 3.0), (2.0, 2.0, 2.0)):
+        ref = ndimage.gaussian_filter(rng.normal(size=(40, 36, 30)), 3) > 0.02
+        pred = ndimage.binary_dilation(ref) ^ (ndimage.gaussian_filter(rng.normal(size=ref.shape), 2) > 0.15)
+        onehot = lambda m: torch.from_numpy(np.stack([~m, m]))[None].float()  # noqa: E731
+        theirs_hd = float(compute_hausdorff_distance(onehot(pred), onehot(ref), percentile=95, spacing=spacing))
+        theirs_nsd = float(compute_surface_dice(onehot(pred), onehot(ref), class_thresholds=[2.0], spacing=spacing))
+        assert hd95(pred, ref, spacing) == pytest.approx(theirs_hd, abs=1e-5)
+        assert nsd(pred, ref, spacing, 2.0) == pytest.approx(theirs_nsd, abs=1e-6)
+        assert dice(pred, ref) == pytest.approx(2 * (pred & ref).sum() / (pred.sum() + ref.sum()))
+
+
+def test_metrics_respect_spacing_and_the_empty_policy():
+    from segsuite.plugins.medical.metrics import case_metrics, hd95
+
+    ref = np.zeros((30, 30, 30), np.uint8)
+    ref[5:15, 5:15, 5:15] = 1
+    pred = np.zeros_like(ref)
+    pred[5:15, 5:15, 8:18] = 1  # shifted 3 voxels along z
+    assert hd95(pred == 1, ref == 1, (1.0, 1.0, 2.5)) == pytest.approx(7.5)  # 3 voxels of 2.5 mm
+    m = case_metrics(pred, ref, (1.0, 1.0, 2.5), ("background", "organ", "lesion"), tolerance_mm=2.0)
+    assert m["organ"]["dice"] == pytest.approx(0.7)
+    assert m["organ"]["volume_error_ml"] == pytest.approx(0.0)
+    assert np.isnan(m["lesion"]["dice"]) and np.isnan(m["lesion"]["hd95_mm"]) and np.isnan(m["lesion"]["nsd"])
+    pred[20:22, 20:22, 20:22] = 2  # a false-positive lesion where the reference has none
+    m = case_metrics(pred, ref, (1.0, 1.0, 2.5), ("background", "organ", "lesion"), tolerance_mm=2.0)
+    assert m["lesion"]["dice"] == 0.0 and m["lesion"]["nsd"] == 0.0 and np.isnan(m["lesion"]["hd95_mm"])
+    assert m["lesion"]["predicted_ml"] == pytest.approx(8 * 2.5 / 1000)
+
+
+# -- datasets, training and evaluation ----------------------------------------------------------
+
+def _tiny_train(cli, data, out, *extra):
+    return cli("train", "medical", "--data", data, "--epochs", "1", "--batch-size", "2", "--patch-size", "32,32,32",
+               "--model-option", "channels=[4,8]", "--model-option", "num_res_units=0", "--device", "cpu",
+               "--output", out, *extra)
+
+
+def test_train_and_evaluate_medical_on_generated_phantoms(cli, tmp_path):
+    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+
+    data = make_phantom_dataset(tmp_path / "msd", n=2, seed=5)
+    res = _tiny_train(cli, data, tmp_path / "run", "--val", data)
+    assert res.exit_code == 0, res.output
+    card = json.loads(json.dumps(__import__("segsuite.core.checkpoint", fromlist=["read_card"]).read_card(
+        tmp_path / "run" / "best.safetensors").normalization))
+    assert card["kind"] == "volume" and card["orientation"] == "RAS" and card["intensity"] == "ct_window"
+    assert len(card["spacing"]) == 3 and all(3.0 < s < 7.0 for s in card["spacing"])  # median of the cases
+    res = cli("evaluate", "medical", "--model", tmp_path / "run" / "best.safetensors", "--data", data,
+              "--output", tmp_path / "ev", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["cases"] == 2 and set(metrics["classes"]) == set(ABDOMEN.names[1:])
+    assert {"dice", "hd95_mm", "nsd", "volume_error_ml"} <= set(metrics["classes"]["liver"])
+    assert (tmp_path / "ev" / "per_case.csv").read_text().startswith("case,class,dice,hd95_mm,nsd")
+    assert (tmp_path / "ev" / "confusion.png").is_file()
+
+
+def test_nnunet_v2_and_paired_layouts_are_read(tmp_path):
+    import shutil
+
+    from segsuite.plugins.medical.dataset import scan_cases
+    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+
+    msd = make_phantom_dataset(tmp_path / "msd", n=2, seed=6)
+    v2 = tmp_path / "v2"
+    (v2 / "imagesTr").mkdir(parents=True)
+    shutil.copytree(msd / "labelsTr", v2 / "labelsTr")
+    for p in (msd / "imagesTr").iterdir():
+        shutil.copy(p, v2 / "imagesTr" / p.name.replace(".nii.gz", "_0000.nii.gz"))
+    (v2 / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1},
+                                                 "file_ending": ".nii.gz"}))
+    cases = scan_cases(v2)
+    assert [c.name for c in cases] == ["phantom_006_000", "phantom_006_001"]
+    assert cases[0].images[0].name == "phantom_006_000_0000.nii.gz" and cases[0].label.name == "phantom_006_000.nii.gz"
+    pairs = tmp_path / "pairs"
+    shutil.copytree(msd / "imagesTr", pairs / "images")
+    shutil.copytree(msd / "labelsTr", pairs / "labels")
+    assert [c.label.name for c in scan_cases(pairs)] == ["phantom_006_000.nii.gz", "phantom_006_001.nii.gz"]
+
+
+def test_bad_training_labels_are_one_line_errors(cli, tmp_path):
+    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+
+    def broken(name, change):
+        data = make_phantom_dataset(tmp_path / name, n=1, seed=8)
+        label_path = next((data / "labelsTr").iterdir())
+        lab = nib.load(label_path)
+        arr, affine = change(np.asarray(lab.dataobj), lab.affine.copy())
+        nib.save(nib.Nifti1Image(arr, affine), label_path)
+        return data, label_path.name
+
+    cases = [
+        ("shape", lambda a, f: (a[:-1], f), "label shape"),
+        ("affine", lambda a, f: (a, f @ np.diag([1, 1, 1.5, 1])), "label affine differs from its image's"),
+        ("ids", lambda a, f: (np.where(a == 4, 9, a).astype(np.uint8), f), "class id(s) [9] outside the class map"),
+    ]
+    for name, change, message in cases:
+        data, label_name = broken(name, change)
+        res = _tiny_train(cli, data, tmp_path / f"run_{name}")
+        assert_one_line_error(res, message)
+        assert label_name in res.output
+        assert not (tmp_path / f"run_{name}").exists() or not list((tmp_path / f"run_{name}").glob("*.safetensors"))
+    res = _tiny_train(cli, tmp_path / "shape" / "imagesTr", tmp_path / "r")
+    assert_one_line_error(res, "not a medical dataset this domain can read")

@@ -1,0 +1,278 @@
+"""Training data from NIfTI volumes: the Decathlon / nnU-Net layout and plain paired folders.
+
+Layouts:
+- **MSD / nnU-Net v1**: ``ROOT/dataset.json`` whose ``training`` list pairs ``image`` and
+  ``label`` paths (relative to ROOT), usually ``imagesTr/`` and ``labelsTr/``.
+- **nnU-Net v2**: ``dataset.json`` without a ``training`` list; images are
+  ``imagesTr/{case}_{XXXX}.nii.gz`` (one file per channel) and labels ``labelsTr/{case}.nii.gz``.
+- **paired folders**: ``ROOT/images/*.nii[.gz]`` and ``ROOT/labels/`` (or ``masks/``) with the
+  same file names; no naming convention is required.
+
+Every label volume must be on its image's exact grid (shape and affine) and hold only ids
+the class map knows; anything else is refused with a one-line error naming the file,
+because a shifted or re-numbered label silently teaches the wrong thing.
+
+Volumes are preprocessed once (reorientation to RAS, resampling to the target spacing,
+intensity normalisation; see :mod:`.preprocess`) and kept in memory. Training samples are
+random patches, a share of them (``foreground``, 1/3 by default as in nnU-Net) centred on a
+random labelled voxel so small structures are seen often, with random mirroring along the
+mirror axes and a small intensity scale/shift. Validation returns whole volumes on the
+model grid.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segsuite.core.classmap import ClassMap
+from segsuite.core.errors import InputFileError
+
+from .preprocess import Preprocessing, to_model_grid, voxel_sizes
+
+NIFTI = (".nii.gz", ".nii")
+SAMPLES_PER_VOLUME = 16
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    images: tuple[Path, ...]
+    """One file per channel (nnU-Net v2), or a single 3D/4D file."""
+    label: Path | None
+
+
+def _is_nifti(p: Path) -> bool:
+    return p.is_file() and p.name.lower().endswith(NIFTI)
+
+
+def _stem(p: Path) -> str:
+    name = p.name
+    for suffix in NIFTI:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return p.stem
+
+
+def detect(root: Path) -> bool:
+    root = Path(root)
+    if (root / "dataset.json").is_file():
+        return True
+    images = root / "images"
+    return images.is_dir() and any(_is_nifti(p) for p in images.iterdir())
+
+
+def scan_cases(root: str | Path, *, require_labels: bool = True) -> list[Case]:
+    root = Path(root)
+    if not root.is_dir():
+        raise InputFileError(f"{root}: dataset folder not found")
+    meta = root / "dataset.json"
+    if meta.is_file():
+        try:
+            info = json.loads(meta.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"{meta}: not valid JSON ({exc})") from None
+        if info.get("training"):
+            cases = []
+            for entry in info["training"]:
+                image, label = _relative(root, entry, "image"), _relative(root, entry, "label")
+                cases.append(Case(_stem(image), (image,), label))
+        else:
+            cases = _nnunet_v2(root, info)
+    else:
+        images = root / "images"
+        if not images.is_dir():
+            raise InputFileError(f"{root}: expected dataset.json (MSD/nnU-Net) or images/ and labels/ folders of NIfTI files")
+        labels_dir = next((root / d for d in ("labels", "masks") if (root / d).is_dir()), None)
+        cases = []
+        for img in sorted(p for p in images.iterdir() if _is_nifti(p)):
+            label = None
+            if labels_dir is not None:
+                label = next((labels_dir / (_stem(img) + s) for s in NIFTI if (labels_dir / (_stem(img) + s)).is_file()), None)
+            cases.append(Case(_stem(img), (img,), label))
+    if not cases:
+        raise InputFileError(f"{root}: no NIfTI cases found")
+    for case in cases:
+        for p in case.images:
+            if not p.is_file():
+                raise InputFileError(f"{p}: image listed for case {case.name!r} does not exist")
+        if require_labels and (case.label is None or not case.label.is_file()):
+            raise InputFileError(f"{case.label or root}: no label volume for case {case.name!r}")
+    return cases
+
+
+def _relative(root: Path, entry: Any, key: str) -> Path:
+    if not isinstance(entry, dict) or key not in entry:
+        raise InputFileError(f"{root / 'dataset.json'}: a training entry has no {key!r} path: {entry!r}")
+    text = str(entry[key])
+    return root / (text[2:] if text.startswith("./") else text)
+
+
+def _nnunet_v2(root: Path, info: dict[str, Any]) -> list[Case]:
+    ending = info.get("file_ending", ".nii.gz")
+    pattern = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(ending) + "$")
+    grouped: dict[str, list[tuple[int, Path]]] = {}
+    images = root / "imagesTr"
+    if not images.is_dir():
+        raise InputFileError(f"{root}: dataset.json lists no training cases and there is no imagesTr/ folder")
+    for p in sorted(images.iterdir()):
+        m = pattern.match(p.name)
+        if m:
+            grouped.setdefault(m["case"], []).append((int(m["ch"]), p))
+    return [Case(name, tuple(p for _, p in sorted(files)), root / "labelsTr" / f"{name}{ending}")
+            for name, files in sorted(grouped.items())]
+
+
+def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``(image (C, X, Y, Z) float32, labels (X, Y, Z) or None, affine)`` with the consistency checks."""
+    import nibabel as nib
+
+    from .io import read_nifti
+
+    items = [read_nifti(p) for p in case.images]
+    arrays = [it.array for it in items]
+    affine = items[0].spatial.affine_array()
+    for it in items[1:]:
+        if it.array.shape[1:] != arrays[0].shape[1:] or not np.allclose(it.spatial.affine_array(), affine, atol=1e-3):
+            raise InputFileError(f"{it.source}: channel file is not on the grid of {items[0].source.name}")
+    image = np.concatenate(arrays).astype(np.float32)
+    if not np.isfinite(image).all():
+        raise InputFileError(f"{case.images[0]}: {int((~np.isfinite(image)).sum())} voxels are NaN or infinite")
+    labels = None
+    if case.label is not None:
+        try:
+            lab_img = nib.load(str(case.label))
+            lab = np.asanyarray(lab_img.dataobj)
+        except Exception as exc:  # nibabel raises several unrelated types for bad files
+            raise InputFileError(f"{case.label}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+        if lab.ndim == 4 and lab.shape[-1] == 1:
+            lab = lab[..., 0]
+        if lab.shape != image.shape[1:]:
+            raise InputFileError(f"{case.label}: label shape {lab.shape} differs from its image's {image.shape[1:]}")
+        diff = float(np.abs(lab_img.affine - affine).max())
+        if diff > 1e-3 * max(1.0, float(voxel_sizes(affine).min())):
+            raise InputFileError(f"{case.label}: label affine differs from its image's (max difference {diff:.4g} mm); "
+                                 "the label is not on the image's grid")
+        if np.issubdtype(lab.dtype, np.floating):
+            if not np.isfinite(lab).all() or not np.array_equal(lab, np.round(lab)):
+                raise InputFileError(f"{case.label}: label volume holds non-integer values")
+        labels = lab.astype(np.int64)
+        if classes is not None:
+            ids = np.unique(labels)
+            bad = [int(v) for v in ids if (v < 0 or v >= classes.num_classes) and v != classes.ignore_index]
+            if bad:
+                raise InputFileError(f"{case.label}: class id(s) {bad[:5]} outside the class map "
+                                     f"{classes.name or ''} (0..{classes.num_classes - 1}: {', '.join(classes.names)})")
+    return image, labels, affine
+
+
+def median_spacing(cases: list[Case], orientation: str = "RAS") -> tuple[float, float, float]:
+    """Per canonical axis, the median voxel size of the cases (nnU-Net's choice of target spacing)."""
+    import nibabel as nib
+
+    from .preprocess import canonical_transform
+
+    sizes = []
+    for case in cases:
+        try:
+            affine = nib.load(str(case.images[0])).affine
+        except Exception as exc:
+            raise InputFileError(f"{case.images[0]}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+        tf = canonical_transform(affine, orientation)
+        sizes.append(voxel_sizes(affine)[tf[:, 0].astype(int).argsort()])
+    med = np.median(np.stack(sizes), axis=0)
+    return tuple(round(float(s), 3) for s in med)
+
+
+class VolumeDataset(torch.utils.data.Dataset):
+    """Preprocessed volumes; random patches for training, whole volumes for validation."""
+
+    spatial_dims = 3
+
+    def __init__(self, cases: list[Case], classes: ClassMap, prep: Preprocessing, *, train: bool,
+                 patch_size: tuple[int, ...] | None, augment: bool = True, foreground: float = 1 / 3,
+                 samples_per_volume: int = SAMPLES_PER_VOLUME) -> None:
+        self.cases, self.classes, self.normalization = cases, classes, prep
+        self.train, self.augment, self.foreground = train, augment, foreground
+        self.patch = tuple(int(p) for p in patch_size) if patch_size else None
+        if train and self.patch is None:
+            raise InputFileError("3D training needs a patch size (--patch-size X,Y,Z)")
+        self.samples_per_volume = samples_per_volume
+        self.volumes: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.fg_index: list[torch.Tensor] = []
+        for case in cases:
+            image, labels, affine = load_case(case, classes)
+            x, y, _ = to_model_grid(image, affine, prep, labels=labels)
+            if self.patch is not None and train:
+                x, y = _pad_to(x, y, self.patch, classes.ignore_index)
+            self.volumes.append((x, y))
+            self.fg_index.append(torch.nonzero((y > 0) & (y != classes.ignore_index)) if train else torch.zeros(0, 3))
+
+    def __len__(self) -> int:
+        return len(self.volumes) * (self.samples_per_volume if self.train else 1)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        case = index % len(self.volumes)
+        x, y = self.volumes[case]
+        meta = {"image": str(self.cases[case].images[0]), "case": self.cases[case].name, "group": self.cases[case].name}
+        if not self.train:
+            return {"image": x, "mask": y, "meta": meta}
+        size = x.shape[1:]
+        fg = self.fg_index[case]
+        if len(fg) and float(torch.rand(())) < self.foreground:
+            centre = fg[int(torch.randint(len(fg), ()))]
+            start = [min(max(int(c) - p // 2, 0), s - p) for c, p, s in zip(centre, self.patch, size)]
+        else:
+            start = [int(torch.randint(s - p + 1, ())) for p, s in zip(self.patch, size)]
+        region = tuple(slice(s, s + p) for s, p in zip(start, self.patch))
+        xi, yi = x[(slice(None), *region)], y[region]
+        if self.augment:
+            axes = [a for a in self.normalization.mirror_axes if float(torch.rand(())) < 0.5]
+            if axes:
+                xi, yi = xi.flip([a + 1 for a in axes]), yi.flip(axes)
+            scale = 1.0 + 0.1 * (2 * float(torch.rand(())) - 1)
+            shift = 0.1 * (2 * float(torch.rand(())) - 1)
+            xi = xi * scale + shift
+        return {"image": xi.contiguous(), "mask": yi.contiguous(), "meta": meta}
+
+
+def _pad_to(x: torch.Tensor, y: torch.Tensor, patch: tuple[int, ...], ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch.nn.functional as F
+
+    pads: list[int] = []
+    for s, p in zip(reversed(x.shape[1:]), reversed(patch)):
+        pads += [0, max(0, p - s)]
+    if not any(pads):
+        return x, y
+    return F.pad(x[None], pads, mode="replicate")[0], F.pad(y, pads, value=ignore)
+
+
+def volume_dataset(root: str | Path, classes: ClassMap, *, train: bool = True, patch_size: Any = None,
+                   augment: bool = True, normalization: Any = None, **_: Any) -> VolumeDataset:
+    """``Domain.dataset_formats`` factory for the medical domain (MSD/nnU-Net or paired NIfTI folders)."""
+    cases = scan_cases(root)
+    if isinstance(normalization, Preprocessing):
+        prep = normalization
+    elif isinstance(normalization, dict) and normalization.get("kind") == "volume":
+        prep = Preprocessing.from_dict(normalization)
+    else:  # training from scratch: target spacing from the data, CT window unless dataset.json says MRI
+        prep = Preprocessing(spacing=median_spacing(cases), intensity=_intensity_for(Path(root)))
+    return VolumeDataset(cases, classes, prep, train=train, patch_size=patch_size, augment=augment and train)
+
+
+volume_dataset.detect = detect  # type: ignore[attr-defined]
+
+
+def _intensity_for(root: Path) -> str:
+    meta = root / "dataset.json"
+    if not meta.is_file():
+        return "ct_window"
+    info = json.loads(meta.read_text())
+    modes = {str(v).upper() for v in (info.get("modality") or info.get("channel_names") or {}).values()}
+    return "ct_window" if modes <= {"CT"} and modes else "zscore"

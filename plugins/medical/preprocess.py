@@ -1,0 +1,171 @@
+"""Volume preprocessing recorded in the model card, and its exact inverse.
+
+Forward (image → model grid):
+1. reorient to the closest canonical orientation (RAS in nibabel's sense: the voxel axes
+   increase towards the patient's Right, Anterior and Superior) by axis permutations and
+   flips only, which are lossless and exactly invertible;
+2. resample (trilinear) to the model's voxel spacing;
+3. normalise intensities: a CT window (clip to a Hounsfield range, then scale to [-1, 1])
+   or, for MRI, a per-volume z-score over the non-zero (body) voxels.
+
+Inverse (model output → the input's own grid): class probabilities are resampled back to
+the reoriented input shape (trilinear, as nnU-Net does: interpolating probabilities and
+taking the argmax afterwards gives smoother borders than nearest-neighbour on labels),
+then the axis flips and permutations are undone and the argmax is taken by the caller.
+The result has the input's exact shape and voxel order, so written with the input's
+affine it lines up voxel for voxel in any viewer. An oblique input stays oblique: the
+canonical orientation is the closest axis-aligned one, and nothing is interpolated for
+the reorientation itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segsuite.core.errors import SegsuiteError
+
+CT_WINDOW = (-250.0, 350.0)
+"""Default Hounsfield window for abdominal CT: soft tissue, contrast-enhanced organs, some bone."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the model expects; stored as the card's ``normalization`` dict."""
+
+    spacing: tuple[float, float, float] | None = None
+    """Voxel size in mm along the canonical (RAS) axes; ``None`` keeps each input's own grid."""
+    intensity: str = "ct_window"
+    """``ct_window``, ``zscore`` (per volume, non-zero voxels) or ``none``."""
+    window: tuple[float, float] = CT_WINDOW
+    orientation: str = "RAS"
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    """Axes the training augmentation mirrored (flip test-time augmentation is only valid along these)."""
+
+    def __post_init__(self) -> None:
+        if self.intensity not in ("ct_window", "zscore", "none"):
+            raise SegsuiteError(f"intensity normalisation {self.intensity!r}: choose ct_window, zscore or none")
+        if self.window[0] >= self.window[1]:
+            raise SegsuiteError(f"CT window {self.window}: the lower bound must be below the upper one")
+        if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
+            raise SegsuiteError(f"target spacing {self.spacing} must be three positive sizes in mm")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "volume", "intensity": self.intensity, "window": list(self.window),
+                "spacing": list(self.spacing) if self.spacing else None, "orientation": self.orientation,
+                "mirror_axes": list(self.mirror_axes)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model card") -> "Preprocessing":
+        if data.get("kind") != "volume":
+            raise SegsuiteError(f"{source}: not a medical volume model (its input normalisation is "
+                                f"{data.get('kind') or 'missing'}); train one with `segsuite train medical`")
+        spacing = data.get("spacing")
+        return cls(spacing=tuple(float(s) for s in spacing) if spacing else None, intensity=data.get("intensity", "ct_window"),
+                   window=tuple(float(w) for w in data.get("window", CT_WINDOW)), orientation=data.get("orientation", "RAS"),
+                   mirror_axes=tuple(int(a) for a in data.get("mirror_axes", (0, 1, 2))))
+
+    def normalize(self, volume: np.ndarray) -> np.ndarray:
+        """Intensity normalisation of a ``(C, X, Y, Z)`` float array (per channel)."""
+        x = volume.astype(np.float32, copy=True)
+        if self.intensity == "ct_window":
+            lo, hi = self.window
+            np.clip(x, lo, hi, out=x)
+            x -= (lo + hi) / 2.0
+            x /= (hi - lo) / 2.0
+        elif self.intensity == "zscore":
+            for c in range(x.shape[0]):
+                body = x[c] != 0
+                vals = x[c][body] if body.any() else x[c].ravel()
+                x[c] -= float(vals.mean())
+                x[c] /= max(float(vals.std()), 1e-6)
+        return x
+
+
+@dataclass
+class Grid:
+    """How one volume was brought to the model grid, so that the way back is exact."""
+
+    original_shape: tuple[int, int, int]
+    transform: np.ndarray
+    """nibabel orientation transform from the file's voxel axes to the canonical ones."""
+    canonical_shape: tuple[int, int, int]
+    canonical_spacing: tuple[float, float, float]
+    model_shape: tuple[int, int, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_transform(affine: np.ndarray, orientation: str = "RAS") -> np.ndarray:
+    import nibabel as nib
+
+    return nib.orientations.ornt_transform(nib.io_orientation(affine), nib.orientations.axcodes2ornt(tuple(orientation)))
+
+
+def reorient(volume: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Apply an orientation transform to the spatial axes of ``(C, X, Y, Z)`` (flips/permutations only)."""
+    import nibabel as nib
+
+    return np.stack([nib.orientations.apply_orientation(v, transform) for v in volume])
+
+
+def voxel_sizes(affine: np.ndarray) -> np.ndarray:
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+
+
+def resample(volume: Any, shape: tuple[int, ...], mode: str = "trilinear") -> Any:
+    """Resize a ``(C, *S)`` tensor to ``shape``; voxel centres stay aligned (``align_corners=False``).
+
+    ``mode="nearest"`` is for label volumes and keeps their integer dtype.
+    """
+    import torch.nn.functional as F
+
+    if tuple(volume.shape[1:]) == tuple(shape):
+        return volume
+    if mode == "nearest":
+        return F.interpolate(volume[None].float(), size=shape, mode="nearest-exact")[0].to(volume.dtype)
+    return F.interpolate(volume[None].float(), size=shape, mode=mode, align_corners=False)[0]
+
+
+def to_model_grid(volume: np.ndarray, affine: np.ndarray, prep: Preprocessing, *,
+                  labels: np.ndarray | None = None) -> tuple[Any, Any, Grid]:
+    """``(image tensor (C, *model grid), label tensor or None, Grid)`` for a ``(C, X, Y, Z)`` raw volume."""
+    import torch
+
+    tf = canonical_transform(affine, prep.orientation)
+    canon = reorient(volume, tf)
+    spacing = tuple(float(s) for s in voxel_sizes(affine)[tf[:, 0].astype(int).argsort()])
+    canon_shape = tuple(int(s) for s in canon.shape[1:])
+    if prep.spacing is None:
+        model_shape = canon_shape
+    else:
+        model_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(canon_shape, spacing, prep.spacing))
+    image = resample(torch.from_numpy(prep.normalize(canon)), model_shape)
+    lab = None
+    if labels is not None:
+        lab_c = reorient(labels[None], tf)
+        lab = resample(torch.from_numpy(np.ascontiguousarray(lab_c).astype(np.int64)), model_shape, mode="nearest")[0]
+    grid = Grid(original_shape=tuple(int(s) for s in volume.shape[1:]), transform=tf, canonical_shape=canon_shape,
+                canonical_spacing=spacing, model_shape=model_shape)
+    return image.contiguous(), lab, grid
+
+
+def from_model_grid(probabilities: Any, grid: Grid) -> np.ndarray:
+    """Class probabilities ``(C, *model grid)`` → per-class probabilities ``(C, X, Y, Z)`` on the input's grid."""
+    import nibabel as nib
+
+    back = resample(probabilities.float(), grid.canonical_shape).cpu().numpy()
+    inv = _invert(grid.transform)
+    out = np.stack([nib.orientations.apply_orientation(p, inv) for p in back])
+    if tuple(out.shape[1:]) != grid.original_shape:  # cannot happen unless the transform is wrong
+        raise SegsuiteError(f"internal error: restored grid {out.shape[1:]} != input {grid.original_shape}")
+    return out
+
+
+def _invert(transform: np.ndarray) -> np.ndarray:
+    """The orientation transform that undoes ``transform`` (a permutation with flips)."""
+    inv = np.zeros_like(transform)
+    for src_axis, (dst_axis, flip) in enumerate(transform):
+        inv[int(dst_axis)] = (src_axis, flip)
+    return inv
