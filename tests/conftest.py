@@ -36,14 +36,15 @@ def cli() -> Callable[..., "object"]:
 def segsuite_proc() -> Callable[..., subprocess.CompletedProcess]:
     """Run the real ``segsuite`` entry point in a subprocess (what a user's shell does)."""
 
-    def run(*args: str, env: dict[str, str] | None = None, pythonpath: list[Path] = ()) -> subprocess.CompletedProcess:
+    def run(*args: str, env: dict[str, str] | None = None, pythonpath: list[Path] = (),
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
         full_env = {**os.environ, **(env or {})}
         if pythonpath:
             full_env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), full_env.get("PYTHONPATH", "")])
         code = "import sys; from segsuite.cli.app import main; sys.exit(main())"
         return subprocess.run(
             [sys.executable, "-c", code, *map(str, args)],
-            capture_output=True, text=True, env=full_env, timeout=300,
+            capture_output=True, text=True, env=full_env, timeout=300, cwd=cwd,
         )
 
     return run

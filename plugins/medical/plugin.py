@@ -16,11 +16,18 @@ DEFAULT_MODEL = ModelSpec("unet3d", {"channels": (16, 32, 64, 128), "num_res_uni
 PATCH = (64, 64, 48)
 
 
-def run_volumes(inputs: list, checkpoint: Any, output: Any, *, device: str = "auto", **options: Any) -> list:
-    """``segsuite run medical``: label volume on the input's exact grid + volume report per case."""
-    from .run import run_volumes as run
+def run_volumes(inputs: list, checkpoint: Any, output: Any, *, device: str = "auto", keep_largest: bool | None = None,
+                fill_holes: bool | None = None, min_volume: float | None = None, probabilities: bool | None = None,
+                tta: bool | None = None, fast: bool | None = None, uncertainty: str | None = None,
+                explain: str | None = None, layer: str | None = None) -> list:
+    """``segsuite run medical`` (label volume on the input's exact grid + volume report per case), and
+    ``segsuite explain medical`` (``explain=CLASS``: a Grad-CAM volume per case)."""
+    from .run import explain_volumes, run_volumes as run
 
-    return run(inputs, checkpoint, output, device=device, **options)
+    if explain is not None:
+        return explain_volumes(inputs, checkpoint, output, explain, device=device, layer=layer)
+    return run(inputs, checkpoint, output, device=device, keep_largest=keep_largest, fill_holes=fill_holes,
+               min_volume=min_volume, probabilities=probabilities, tta=tta, fast=fast, uncertainty=uncertainty)
 
 
 def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, device: str = "auto") -> dict:

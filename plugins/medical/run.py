@@ -43,20 +43,37 @@ class VolumeModel:
         prep = Preprocessing.from_dict(predictor.normalization, source=str(checkpoint))
         patch = tuple(predictor.card.patch_size or (96, 96, 96))
         predictor.window = SlidingWindow(patch, overlap=FAST_OVERLAP if fast else OVERLAP, batch_size=2)
+        model = cls(predictor, prep)
         if tta and not fast:
-            if tuple(sorted(prep.mirror_axes)) != (0, 1, 2):
-                raise SegsuiteError(f"{checkpoint}: the model was trained with mirroring along axes {list(prep.mirror_axes)} "
-                                    "only; mirroring TTA needs a model trained with mirroring along all axes")
+            model._check_mirroring()
             predictor.tta = True
-        return cls(predictor, prep)
+        return model
 
     def probabilities(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
         """Class probabilities ``(C, X, Y, Z)`` on the input's own voxel grid."""
+        return self.predict(image, affine)[0]
+
+    def predict(self, image: np.ndarray, affine: np.ndarray,
+                uncertainty: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(C, X, Y, Z)`` and, with ``uncertainty`` (entropy, tta or mcdropout), an
+        uncertainty map ``(X, Y, Z)`` in [0, 1], both on the input's own voxel grid."""
+        import torch
+
         from .preprocess import from_model_grid, to_model_grid
 
         x, _, grid = to_model_grid(image, affine, self.prep)
-        probs = self.predictor.probabilities(x[None], normalized=True)[0]
-        return from_model_grid(probs, grid)
+        if uncertainty is None:
+            return from_model_grid(self.predictor.probabilities(x[None], normalized=True)[0], grid), None
+        if uncertainty == "tta":
+            self._check_mirroring()
+        probs, unc = self.predictor.probabilities_and_uncertainty(x[None], uncertainty, normalized=True)
+        both = from_model_grid(torch.cat([probs[0], unc]), grid)
+        return both[:-1], both[-1]
+
+    def _check_mirroring(self) -> None:
+        if tuple(sorted(self.prep.mirror_axes)) != (0, 1, 2):
+            raise SegsuiteError(f"the model was trained with mirroring along axes {list(self.prep.mirror_axes)} only; "
+                                "mirroring TTA needs a model trained with mirroring along all axes")
 
 
 def check_volume(item: Any, in_channels: int) -> np.ndarray:
@@ -77,19 +94,17 @@ def check_volume(item: Any, in_channels: int) -> np.ndarray:
 def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
                 keep_largest: bool | None = None, fill_holes: bool | None = None, min_volume: float | None = None,
                 probabilities: bool | None = None, tta: bool | None = None, fast: bool | None = None,
-                uncertainty: str | None = None, explain: str | None = None,
-                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                uncertainty: str | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     from segsuite.core.io import write_json
 
     from .io import read_nifti
     from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume, write_map_volume
 
-    if explain is not None:
-        return explain_volumes(inputs, checkpoint, output, explain, device=device, log=log)
-    if uncertainty not in (None, "entropy", "tta"):
-        raise SegsuiteError(f"--uncertainty {uncertainty}: the medical domain offers entropy or tta")
+    from segsuite.core.uncertainty import check_method
+
+    check_method(uncertainty)
     log = log or _echo
-    model = VolumeModel.load(checkpoint, device, fast=bool(fast), tta=bool(tta) or uncertainty == "tta")
+    model = VolumeModel.load(checkpoint, device, fast=bool(fast), tta=bool(tta))
     names = model.predictor.class_map.names
     single_file = output is not None and len(inputs) == 1 and str(output).lower().endswith((".nii.gz", ".nii"))
     reports, failures = [], []
@@ -98,7 +113,7 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
         try:
             item = read_nifti(path)
             image = check_volume(item, model.predictor.model.in_channels)
-            probs = model.probabilities(image, item.spatial.affine_array())
+            probs, unc = model.predict(image, item.spatial.affine_array(), uncertainty)
         except InputFileError as exc:
             if len(inputs) == 1:
                 raise
@@ -113,40 +128,37 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
         if single_file:
             seg_path, target_dir = Path(output), Path(output).parent
         else:
-            target_dir = Path(output) if output is not None else path.parent
+            target_dir = Path(output) if output is not None else Path("segsuite-run")
             seg_path = target_dir / f"{case}_seg.nii.gz"
         seg = write_label_volume(labels, item, seg_path)
         report = volume_report(labels, item, names)
         files = {"labels": str(seg)}
         if probabilities:
             files["probabilities"] = str(write_map_volume(probs, item, target_dir / f"{case}_probabilities.nii.gz"))
-        if uncertainty:
-            from segsuite.core.uncertainty import entropy
-
-            import torch
-
-            ent = entropy(torch.from_numpy(probs)[None])[0].numpy()
-            files["uncertainty"] = str(write_map_volume(ent, item, target_dir / f"{case}_uncertainty.nii.gz"))
-            report["mean_uncertainty"] = round(float(ent.mean()), 5)
+        if unc is not None:
+            files["uncertainty"] = str(write_map_volume(unc, item, target_dir / f"{case}_uncertainty.nii.gz"))
+            report["uncertainty"] = {"method": uncertainty, "mean": round(float(unc.mean()), 5),
+                                     "mean_in_foreground": round(float(unc[labels > 0].mean()), 5) if (labels > 0).any() else None}
         report.update({"output": str(seg), "files": files, "tta": bool(model.predictor.tta),
                        "seconds": round(time.perf_counter() - t0, 3)})
         write_json(seg.with_name(seg.name.split(".nii")[0] + ".json"), report)
         log(f"[{k}/{len(inputs)}] {path.name} -> {seg.name}: " + ", ".join(
             f"{n} {v['volume_ml']:.1f} mL ({v['components']} part(s))" for n, v in report["classes"].items()))
         reports.append(report)
-        del probs, labels
+        del probs, labels, unc
     if failures:
         raise SegsuiteError(f"{len(failures)} of {len(inputs)} input(s) failed (the others were written): {failures[0]}")
     return reports
 
 
 def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, class_name: str, *, device: str = "auto",
-                    log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Grad-CAM for one class on each volume, written as a NIfTI map on the input's grid."""
-    from segsuite.core.explain import grad_cam
-    from segsuite.core.io import write_json
-
+                    layer: str | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Seg-Grad-CAM for one class on each volume (on the model grid), written as a NIfTI map on the
+    input's grid, plus a JSON with the layer used and the share of the map inside the predicted class."""
     import torch
+
+    from segsuite.core.explain import class_index, seg_grad_cam
+    from segsuite.core.io import write_json
 
     from .io import read_nifti
     from .preprocess import from_model_grid, to_model_grid
@@ -154,23 +166,26 @@ def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, c
 
     log = log or _echo
     model = VolumeModel.load(checkpoint, device)
-    names = list(model.predictor.class_map.names)
-    if class_name not in names:
-        raise SegsuiteError(f"class {class_name!r} is not in the model's classes: {', '.join(names)}")
-    cls = names.index(class_name)
+    cls = class_index(model.predictor.class_map, class_name)
     results = []
     for path in inputs:
         item = read_nifti(path)
         image = check_volume(item, model.predictor.model.in_channels)
         x, _, grid = to_model_grid(image, item.spatial.affine_array(), model.prep)
-        cam = grad_cam(model.predictor.model, x[None].to(model.predictor.device), cls)
-        cam_t = torch.as_tensor(cam).float().reshape(1, *grid.model_shape)
-        back = from_model_grid(cam_t, grid)[0]
-        target_dir = Path(output) if output is not None else path.parent
-        out = write_map_volume(back, item, target_dir / f"{item.name}_{class_name}_cam.nii.gz")
-        info = {"input": str(path), "class": class_name, "cam": str(out)}
-        write_json(target_dir / f"{item.name}_{class_name}_cam.json", info)
-        log(f"{path.name} -> {out.name}")
+        result = seg_grad_cam(model.predictor.model, x[None].to(model.predictor.device), cls, layer=layer)
+        back = from_model_grid(result.cam.cpu(), grid)[0]
+        labels = from_model_grid(torch.nn.functional.one_hot(result.labels[0].cpu(), len(model.predictor.class_map.names))
+                                 .movedim(-1, 0).float(), grid).argmax(0)
+        target_dir = Path(output) if output is not None else Path("segsuite-explain")
+        stem = f"{item.name}_{model.predictor.class_map.names[cls]}_cam"
+        out = write_map_volume(back, item, target_dir / f"{stem}.nii.gz")
+        inside = float(back[labels == cls].sum() / back.sum()) if back.sum() > 0 else None
+        info = {"input": str(path), "class": model.predictor.class_map.names[cls], "layer": result.layer,
+                "region": result.region[0], "cam": str(out), "share_in_predicted_region": inside,
+                "predicted_share_of_volume": float((labels == cls).mean())}
+        write_json(target_dir / f"{stem}.json", info)
+        log(f"{path.name} -> {out.name} (layer {result.layer}; {100 * (inside or 0):.0f}% of the map inside the predicted "
+            f"{info['class']})")
         results.append(info)
     return results
 

@@ -300,3 +300,92 @@ def test_bad_training_labels_are_one_line_errors(cli, tmp_path):
         assert not (tmp_path / f"run_{name}").exists() or not list((tmp_path / f"run_{name}").glob("*.safetensors"))
     res = _tiny_train(cli, tmp_path / "shape" / "imagesTr", tmp_path / "r")
     assert_one_line_error(res, "not a medical dataset this domain can read")
+
+
+# -- run options -----------------------------------------------------------------------------------
+
+def test_probabilities_uncertainty_tta_and_fast_outputs(ckpt, tmp_path, cli):
+    affine = affines()["lps"]
+    data = np.random.default_rng(4).normal(0, 200, (20, 18, 9)).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "c.nii.gz")
+    res = cli("run", "medical", "--input", tmp_path / "c.nii.gz", "--model", ckpt, "--output", tmp_path / "o",
+              "--probabilities", "--uncertainty", "entropy", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    seg = nib.load(tmp_path / "o" / "c_seg.nii.gz")
+    probs = nib.load(tmp_path / "o" / "c_probabilities.nii.gz")
+    unc = nib.load(tmp_path / "o" / "c_uncertainty.nii.gz")
+    assert probs.shape == (*data.shape, 3) and unc.shape == data.shape
+    for img in (probs, unc):
+        np.testing.assert_allclose(img.affine, seg.affine, atol=1e-6)
+    p = probs.get_fdata()
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=0.02)  # stored at 8 bits per class
+    np.testing.assert_array_equal(p.argmax(-1)[np.sort(p, -1)[..., -1] - np.sort(p, -1)[..., -2] > 0.02],
+                                  np.asarray(seg.dataobj)[np.sort(p, -1)[..., -1] - np.sort(p, -1)[..., -2] > 0.02])
+    u = unc.get_fdata()
+    assert 0.0 <= u.min() and u.max() <= 1.0 and u.std() > 0
+    report = json.loads((tmp_path / "o" / "c_seg.json").read_text())
+    assert report["uncertainty"]["method"] == "entropy" and report["tta"] is False
+    res = cli("run", "medical", "--input", tmp_path / "c.nii.gz", "--model", ckpt, "--output", tmp_path / "t", "--tta",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "t" / "c_seg.json").read_text())["tta"] is True
+    res = cli("run", "medical", "--input", tmp_path / "c.nii.gz", "--model", ckpt, "--output", tmp_path / "f", "--fast",
+              "--tta", "--device", "cpu")
+    assert res.exit_code == 0 and json.loads((tmp_path / "f" / "c_seg.json").read_text())["tta"] is False
+    assert_one_line_error(cli("run", "medical", "--input", tmp_path / "c.nii.gz", "--model", ckpt, "--uncertainty",
+                              "mcdropout", "--output", tmp_path / "m"), "dropout")
+
+
+def test_batch_run_continues_past_a_bad_file(ckpt, tmp_path, cli):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((12, 12, 8), np.int16), np.eye(4)), folder / "a.nii.gz")
+    (folder / "b.nii.gz").write_text("broken")
+    nib.save(nib.Nifti1Image(np.zeros((12, 12, 8), np.int16), np.eye(4)), folder / "c.nii")
+    res = cli("run", "medical", "--input", folder, "--model", ckpt, "--output", tmp_path / "o", "--device", "cpu")
+    assert res.exit_code == 2
+    assert "1 of 3 input(s) failed" in res.output and "b.nii.gz" in res.output
+    assert sorted(p.name for p in (tmp_path / "o").glob("*_seg.nii.gz")) == ["a_seg.nii.gz", "c_seg.nii.gz"]
+
+
+# -- shipped sample data and default model -------------------------------------------------------
+
+def test_run_medical_on_the_sample_with_no_other_argument(segsuite_proc, tmp_path):
+    from conftest import ROOT
+
+    sample = ROOT / "sample_data" / "medical" / "imagesTr" / "phantom_007_000.nii.gz"
+    proc = segsuite_proc("run", "medical", "--input", sample, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seg = nib.load(tmp_path / "segsuite-run" / "phantom_007_000_seg.nii.gz")
+    ref = nib.load(ROOT / "sample_data" / "medical" / "labelsTr" / "phantom_007_000.nii.gz")
+    np.testing.assert_allclose(seg.affine, ref.affine, atol=1e-5)
+    pred, truth = np.asarray(seg.dataobj), np.asarray(ref.dataobj)
+    liver = 2 * ((pred == 1) & (truth == 1)).sum() / ((pred == 1).sum() + (truth == 1).sum())
+    assert liver > 0.9
+
+
+def test_default_model_reaches_dice_on_fresh_phantoms(tmp_path):
+    """Phantoms from a seed the model never saw, in random orientations and spacings."""
+    from conftest import ROOT
+    from segsuite.plugins.medical.evaluate import evaluate_volumes
+    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+
+    data = make_phantom_dataset(tmp_path / "fresh", n=3, seed=99)
+    result = evaluate_volumes(ROOT / "sample_data" / "medical" / "model.safetensors", data, None, device="cpu", echo=False)
+    for organ in ("liver", "spleen", "kidney"):
+        assert result["classes"][organ]["dice"] >= 0.90, (organ, result["classes"][organ])
+    assert result["mean_dice"] >= 0.90, result["classes"]
+
+
+def test_explain_medical_concentrates_on_the_class(segsuite_proc, tmp_path):
+    from conftest import ROOT
+
+    sample = ROOT / "sample_data" / "medical" / "imagesTr" / "phantom_007_000.nii.gz"
+    proc = segsuite_proc("explain", "medical", "--input", sample, "--class", "kidney", "--output", tmp_path / "x")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((tmp_path / "x" / "phantom_007_000_kidney_cam.json").read_text())
+    cam = nib.load(tmp_path / "x" / "phantom_007_000_kidney_cam.nii.gz")
+    assert cam.shape == nib.load(sample).shape
+    assert info["region"] == "predicted"
+    # the kidneys fill well under 2 % of the volume; most of the map's mass lies on them
+    assert info["predicted_share_of_volume"] < 0.02 and info["share_in_predicted_region"] > 0.3
