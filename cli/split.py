@@ -11,7 +11,7 @@ from .common import require_path
 
 
 def split(
-    data: Annotated[Path, typer.Argument(help="Paired folders (images/, masks/) or a manifest")],
+    data: Annotated[Path, typer.Argument(help="Paired folders (images/, masks/), a manifest, or a domain layout such as a Decathlon folder")],
     output: Annotated[Path, typer.Option(help="Folder for the manifests")] = Path("splits"),
     ratios: Annotated[str, typer.Option(help="train,val,test fractions")] = "0.7,0.15,0.15",
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
@@ -27,7 +27,9 @@ def split(
     from segsuite.core.data.split import kfold_pairs, split_pairs
 
     require_path(data, "dataset")
-    pairs = scan_pairs(data)
+    pairs = _domain_pairs(data)
+    if pairs is None:
+        pairs = scan_pairs(data)
     if folds:
         for i, fold in enumerate(kfold_pairs(pairs, folds, seed, group_by), start=1):
             for name, items in fold.items():
@@ -41,3 +43,17 @@ def split(
             write_manifest(output / f"{name}.csv", items)
         groups = len({p.group for p in items})
         typer.echo(f"{name}: {len(items)} samples, {groups} group(s) -> {output / (name + '.csv') if items else '(empty)'}")
+
+
+def _domain_pairs(data: Path) -> list | None:
+    """Cases of a domain dataset layout (e.g. a Decathlon folder) whose format can list them."""
+    if not data.is_dir():
+        return None
+    from segsuite.core.plugins import get_registry
+
+    for dom in get_registry().domains.values():
+        for fmt in dom.dataset_formats.values():
+            detect, pairs = getattr(fmt, "detect", None), getattr(fmt, "pairs", None)
+            if detect is not None and pairs is not None and detect(data):
+                return pairs(data)
+    return None

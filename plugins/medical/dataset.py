@@ -7,6 +7,8 @@ Layouts:
   ``imagesTr/{case}_{XXXX}.nii.gz`` (one file per channel) and labels ``labelsTr/{case}.nii.gz``.
 - **paired folders**: ``ROOT/images/*.nii[.gz]`` and ``ROOT/labels/`` (or ``masks/``) with the
   same file names; no naming convention is required.
+- **manifests** written by ``segsuite split`` on any of these (CSV with image/mask/group), so
+  train/val/test splits are grouped by case (or by patient with ``--group-by``).
 
 Every label volume must be on its image's exact grid (shape and affine) and hold only ids
 the class map knows; anything else is refused with a one-line error naming the file,
@@ -62,6 +64,14 @@ def _stem(p: Path) -> str:
 
 def detect(root: Path) -> bool:
     root = Path(root)
+    if root.is_file():  # a split manifest listing NIfTI volumes
+        from segsuite.core.data.datasets import read_manifest
+
+        try:
+            pairs = read_manifest(root)
+        except InputFileError:
+            return False
+        return bool(pairs) and pairs[0].image.name.lower().endswith(NIFTI)
     if (root / "dataset.json").is_file():
         return True
     images = root / "images"
@@ -70,6 +80,11 @@ def detect(root: Path) -> bool:
 
 def scan_cases(root: str | Path, *, require_labels: bool = True) -> list[Case]:
     root = Path(root)
+    if root.is_file():  # a manifest written by `segsuite split` (CSV or JSON with image/mask columns)
+        from segsuite.core.data.datasets import read_manifest
+
+        cases = [Case(_stem(p.image), _channels(p.image), p.mask) for p in read_manifest(root)]
+        return _checked(cases, root, require_labels)
     if not root.is_dir():
         raise InputFileError(f"{root}: dataset folder not found")
     meta = root / "dataset.json"
@@ -96,6 +111,10 @@ def scan_cases(root: str | Path, *, require_labels: bool = True) -> list[Case]:
             if labels_dir is not None:
                 label = next((labels_dir / (_stem(img) + s) for s in NIFTI if (labels_dir / (_stem(img) + s)).is_file()), None)
             cases.append(Case(_stem(img), (img,), label))
+    return _checked(cases, root, require_labels)
+
+
+def _checked(cases: list[Case], root: Path, require_labels: bool) -> list[Case]:
     if not cases:
         raise InputFileError(f"{root}: no NIfTI cases found")
     for case in cases:
@@ -105,6 +124,22 @@ def scan_cases(root: str | Path, *, require_labels: bool = True) -> list[Case]:
         if require_labels and (case.label is None or not case.label.is_file()):
             raise InputFileError(f"{case.label or root}: no label volume for case {case.name!r}")
     return cases
+
+
+def _channels(first: Path) -> tuple[Path, ...]:
+    """An nnU-Net v2 channel file ``{case}_0000.nii.gz`` brings its sibling channels along."""
+    m = re.match(r"^(?P<case>.+)_0000(?P<ext>\.nii(\.gz)?)$", first.name)
+    if not m:
+        return (first,)
+    siblings = sorted(first.parent.glob(f"{m['case']}_[0-9][0-9][0-9][0-9]{m['ext']}"))
+    return tuple(siblings) or (first,)
+
+
+def case_pairs(root: str | Path) -> list[Any]:
+    """The cases as core ``Pair`` objects (first image file, label, case id), for ``segsuite split``."""
+    from segsuite.core.data.datasets import Pair
+
+    return [Pair(c.images[0], c.label, c.name) for c in scan_cases(root)]
 
 
 def _relative(root: Path, entry: Any, key: str) -> Path:

@@ -49,7 +49,14 @@ def _detect(root: Path) -> bool:
     return detect(root)
 
 
+def _pairs(root: Path) -> list:
+    from .dataset import case_pairs
+
+    return case_pairs(root)
+
+
 volume_dataset.detect = _detect  # type: ignore[attr-defined]
+volume_dataset.pairs = _pairs  # type: ignore[attr-defined]  # lets `segsuite split` list the cases
 
 
 def synthetic(folder: Path, seed: int = 0) -> Path:

@@ -389,3 +389,28 @@ def test_explain_medical_concentrates_on_the_class(segsuite_proc, tmp_path):
     assert info["region"] == "predicted"
     # the kidneys fill well under 2 % of the volume; most of the map's mass lies on them
     assert info["predicted_share_of_volume"] < 0.02 and info["share_in_predicted_region"] > 0.3
+
+
+def test_split_groups_cases_and_training_reads_the_manifests(cli, tmp_path):
+    import csv
+
+    from segsuite.plugins.medical.dataset import scan_cases
+    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+
+    data = make_phantom_dataset(tmp_path / "msd", n=4, seed=9)
+    for p in list((data / "imagesTr").iterdir()) + list((data / "labelsTr").iterdir()):  # two scans per patient
+        case = p.name.split(".")[0]
+        p.rename(p.with_name(f"pat{int(case[-1]) // 2}_{case}.nii.gz"))
+    (data / "dataset.json").unlink()  # plain folders now
+    (data / "imagesTr").rename(data / "images")
+    (data / "labelsTr").rename(data / "labels")
+    res = cli("split", data, "--output", tmp_path / "splits", "--ratios", "0.5,0.5,0", "--group-by", r"^(pat\d+)_")
+    assert res.exit_code == 0, res.output
+    rows = {name: list(csv.DictReader((tmp_path / "splits" / f"{name}.csv").open())) for name in ("train", "val")}
+    assert len(rows["train"]) == 2 and len(rows["val"]) == 2
+    assert len({r["group"] for r in rows["train"]}) == 1 and {r["group"] for r in rows["train"]}.isdisjoint(
+        {r["group"] for r in rows["val"]})
+    cases = scan_cases(tmp_path / "splits" / "train.csv")
+    assert len(cases) == 2 and all(c.label.is_file() for c in cases)
+    res = _tiny_train(cli, tmp_path / "splits" / "train.csv", tmp_path / "run", "--val", tmp_path / "splits" / "val.csv")
+    assert res.exit_code == 0, res.output

@@ -1,0 +1,181 @@
+"""The medical section of reports: orthogonal slices with the segmentation, organ volumes in mL, (demo) metrics.
+
+Volumes are shown as three slices (axial, coronal, sagittal) through the centre of the
+segmented organs, after reorientation to RAS so that every case reads the same way
+(radiological convention: the patient's right on the left of the picture, anterior and
+superior up), stretched to the physical voxel size so anisotropic voxels are not squashed.
+Research outputs, not for diagnostic use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsuite.core.classmap import ClassMap
+from segsuite.core.report import ReportSection, Table, fmt
+
+SLICE_SIDE = 220  # pixels on the long side of each slice picture
+
+
+def _canonical(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The first volume of a NIfTI file reoriented to RAS (array ``(X, Y, Z)``) and its voxel size in mm."""
+    import nibabel as nib
+
+    img = nib.as_closest_canonical(nib.load(str(path)))
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4:
+        data = data[..., 0]
+    return np.asarray(data), tuple(float(z) for z in img.header.get_zooms()[:3])
+
+
+def _views(volume: np.ndarray, zooms: tuple[float, float, float], centre: tuple[int, int, int]) -> list[tuple[np.ndarray, float]]:
+    """Axial, coronal and sagittal slices through ``centre`` as ``(picture, height/width pixel ratio)``."""
+    i, j, k = centre
+    sx, sy, sz = zooms
+    return [
+        (volume[:, :, k].T[::-1, ::-1], sy / sx),  # rows anterior -> posterior, columns patient right -> left
+        (volume[:, j, :].T[::-1, ::-1], sz / sx),  # rows superior -> inferior
+        (volume[i, :, :].T[::-1, ::-1], sz / sy),  # rows superior -> inferior, columns anterior -> posterior
+    ]
+
+
+def _resize(picture: np.ndarray, ratio: float, nearest: bool) -> np.ndarray:
+    import cv2
+
+    h, w = picture.shape[:2]
+    height = h * ratio
+    scale = SLICE_SIDE / max(height, w)
+    size = (max(1, round(w * scale)), max(1, round(height * scale)))
+    return cv2.resize(np.ascontiguousarray(picture), size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+
+
+def _strip(pictures: list[np.ndarray]) -> np.ndarray:
+    """Pictures side by side on a white background, top-aligned, with a small gap."""
+    h = max(p.shape[0] for p in pictures)
+    cols = []
+    for p in pictures:
+        pad = np.full((h, p.shape[1], 3), 255, np.uint8)
+        pad[: p.shape[0]] = p
+        cols += [pad, np.full((h, 6, 3), 255, np.uint8)]
+    return np.concatenate(cols[:-1], axis=1)
+
+
+def _grey(volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+    v = volume.astype(np.float32)
+    lo, hi = window if window is not None else tuple(np.percentile(v, [1, 99]))
+    return np.clip((v - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+
+
+def slice_pictures(image_path: Path, label_paths: dict[str, Path], class_map: ClassMap,
+                   window: tuple[float, float] | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The input's three slices and, per label volume, the same slices with the labels over them.
+
+    The slices pass through the centre of the first label volume's foreground (the volume's
+    centre when it is empty), so every picture of a case shows the same planes."""
+    from segsuite.core.visualize import overlay
+
+    image, zooms = _canonical(image_path)
+    labels = {name: _canonical(p)[0].astype(np.int64) for name, p in label_paths.items()}
+    first = next(iter(labels.values())) if labels else None
+    if first is not None and first.shape != image.shape:
+        from segsuite.core.errors import InputFileError
+
+        raise InputFileError(f"{next(iter(label_paths.values()))}: label volume {first.shape} is not on its image's grid {image.shape}")
+    fg = np.argwhere(first > 0) if first is not None else np.zeros((0, 3))
+    centre = tuple(int(c) for c in (fg.mean(0) if len(fg) else np.array(image.shape) / 2))
+    grey = _grey(image, window)
+    base = [_resize(p, r, nearest=False) for p, r in _views(grey, zooms, centre)]
+    plain = _strip([np.repeat(b[..., None], 3, axis=2) for b in base])
+    tinted = {}
+    for name, lab in labels.items():
+        views = [_resize(p.astype(np.uint8), r, nearest=True) for p, r in _views(lab, zooms, centre)]
+        tinted[name] = _strip([overlay(b, v, class_map, alpha=0.5) for b, v in zip(base, views)])
+    return plain, tinted
+
+
+def _window(card: Any) -> tuple[float, float] | None:
+    norm = getattr(card, "normalization", None) or {}
+    w = norm.get("window") if norm.get("intensity") == "ct_window" else None
+    return (float(w[0]), float(w[1])) if w else None
+
+
+def run_report(reports: list[dict[str, Any]], output: Path | None, class_map: ClassMap, report_dir: Path,
+               max_cases: int = 6, card: Any = None) -> ReportSection:
+    """What ``segsuite run medical`` wrote: per case three slices with the segmentation over them, and
+    the volume of every structure in mL with its connected components."""
+    from segsuite.core.report import write_preview
+
+    report_dir = Path(report_dir)
+    section = ReportSection(domain="medical", title="Medical: organ segmentation of CT volumes", legend=class_map)
+    rows = []
+    for n, r in enumerate(reports):
+        src, seg = Path(r["input"]), Path(r["output"])
+        case = seg.name.split(".nii")[0]
+        for name, v in r["classes"].items():
+            rows.append([name, src.name, v["volume_ml"], v["voxels"], v["components"], v["largest_component_ml"]])
+        section.files += [(seg.name, seg), (f"{case}.json", seg.with_name(f"{case}.json"))]
+        if n < max_cases:
+            plain, tinted = slice_pictures(src, {"prediction": seg}, class_map, _window(card))
+            section.images.append((f"{src.name}: axial, coronal, sagittal (RAS, radiological view)",
+                                   write_preview(plain, report_dir / f"{case}_input.png", max_side=2048)))
+            section.images.append((f"{seg.name}: segmentation over the same slices",
+                                   write_preview(tinted["prediction"], report_dir / f"{case}_overlay.png", max_side=2048)))
+    section.tables.append(Table("Volumes per structure", ["structure", "case", "volume (mL)", "voxels", "components",
+                                                          "largest component (mL)"], rows))
+    section.facts.append(("cases", str(len(reports))))
+    if reports:
+        totals = {}
+        for r in reports:
+            for name, v in r["classes"].items():
+                totals[name] = totals.get(name, 0.0) + v["volume_ml"]
+        section.facts += [(f"{name} (mean)", f"{fmt(total / len(reports))} mL") for name, total in list(totals.items())[:2]]
+    if len(reports) > max_cases:
+        section.notes.append(f"pictures of the first {max_cases} of {len(reports)} cases; the table lists all")
+    section.notes.append("research use only; not for diagnostic use")
+    return section
+
+
+def demo(output: Path, device: str) -> ReportSection:
+    """The shipped phantom CT volumes through ``segsuite run medical`` and ``segsuite evaluate medical``."""
+    from segsuite.core.checkpoint import read_card
+    from segsuite.core.demo import sample_files
+    from segsuite.core.report import Evaluation, write_preview
+
+    from .evaluate import evaluate_volumes
+    from .run import run_volumes
+
+    dataset, images_dir, model = sample_files("medical", "dataset.json", "imagesTr", "model.safetensors")
+    root = dataset.parent
+    output = Path(output)
+    images = sorted(p for p in images_dir.iterdir() if p.name.lower().endswith((".nii.gz", ".nii")))
+    card = read_card(model)
+    class_map = card.classes
+    reports = run_volumes(images, model, output / "run", device=device, log=lambda _m: None)
+    section = run_report(reports, output / "run", class_map, output, card=card)
+    section.notes.insert(0, f"segsuite run medical and segsuite evaluate medical on {len(images)} synthetic CT-like "
+                            "phantoms (stored in random orientations with anisotropic voxels): each volume is reoriented, "
+                            "resampled to the model's spacing, segmented in 3D and mapped back to its own grid.")
+    result = evaluate_volumes(model, root, output / "evaluation", device=device, echo=False)
+    voxel = result["voxel_metrics"]
+    organ_rows = [[name, s["dice"], s["hd95_mm"], s["nsd"], s["volume_error_ml"], s["cases_scored"]]
+                  for name, s in result["classes"].items()]
+    section.tables.append(Table(f"Against the reference labels, per structure (mean over cases; NSD at "
+                                f"{fmt(result['nsd_tolerance_mm'])} mm)", ["structure", "Dice", "HD95 (mm)", "NSD",
+                                                                           "volume error (mL)", "cases scored"], organ_rows))
+    labels_dir = root / "labelsTr"
+    first = images[0]
+    reference = labels_dir / first.name
+    if reference.is_file():
+        seg = Path(reports[0]["output"])
+        _plain, tinted = slice_pictures(first, {"prediction": seg, "reference": reference}, class_map, _window(card))
+        name = first.name.split(".nii")[0]
+        section.images.append((f"{first.name}: reference labels over the same slices",
+                               write_preview(tinted["reference"], output / f"{name}_reference.png", max_side=2048)))
+    section.evaluation = Evaluation.from_metrics(voxel, confusion=output / "evaluation" / "confusion.png",
+                                                 extra=[("mean Dice (per case, foreground)", result["mean_dice"])],
+                                                 source=output / "evaluation" / "metrics.json")
+    section.facts.append(("mean Dice", fmt(result["mean_dice"])))
+    return section
