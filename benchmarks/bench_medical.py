@@ -44,7 +44,8 @@ def make_volume(path: Path, shape: tuple[int, int, int]) -> None:
 
     from segsuite.plugins.medical.synthetic import render_phantom
 
-    spacing = np.array([0.8, 0.8, 1.5])
+    # a 410 x 410 x 384 mm field of view whatever the shape: 0.8 x 0.8 x 1.5 mm voxels at 512x512x256
+    spacing = np.array([410.0, 410.0, 384.0]) / np.array(shape)
     fine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])  # LPS storage
     fine[:3, 3] = -fine[:3, :3] @ ((np.array(shape) - 1) / 2.0)
     coarse_shape = tuple(max(8, s // 4) for s in shape)

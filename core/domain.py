@@ -14,11 +14,14 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .classmap import ClassMap
 from .errors import DomainError, InputFileError, UnknownNameError
 from .spatial import Item
+
+if TYPE_CHECKING:
+    from .report import ReportSection
 
 Reader = Callable[[Path], Item]
 """Reads one input (file or folder) into an :class:`Item`."""
@@ -66,6 +69,16 @@ class Domain:
     evaluator: Callable[..., dict] | None = None
     """Optional: ``evaluator(checkpoint, data, output, device=...) -> dict`` adding the domain's own
     metrics (and its own printout) to ``segsuite evaluate DOMAIN``."""
+    demo: Callable[[Path, str], "ReportSection"] | None = None
+    """Optional: ``demo(output, device) -> ReportSection``: run the domain's shipped sample data
+    through its shipped model (its runner, plus an evaluation against the sample labels),
+    writing everything under ``output``; ``segsuite demo`` puts the section in its HTML report.
+    When the sample or model is not shipped it raises :class:`segsuite.core.demo.SampleMissing`
+    (or lets ``default_checkpoint`` raise), and the demo lists the domain as skipped."""
+    run_report: Callable[[list, Path | None, ClassMap, Path], "ReportSection"] | None = None
+    """Optional: ``run_report(summaries, output, class_map, report_dir) -> ReportSection``: describes
+    what ``runner`` returned and wrote to ``output`` (pictures it makes go to ``report_dir``);
+    ``segsuite run DOMAIN --report DIR`` renders it."""
 
     def __post_init__(self) -> None:
         where = f"domain {self.name!r}"
@@ -134,4 +147,5 @@ class Domain:
             "dataset_formats": sorted(self.dataset_formats),
             "synthetic": self.synthetic is not None,
             "outputs": list(self.outputs),
+            "demo": self.demo is not None,
         }

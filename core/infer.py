@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import SegsuiteError
+from .uncertainty import DEFAULT_SAMPLES, check_method, entropy, mc_dropout_spread, seeded, tta_spread
 
 
 @lru_cache(maxsize=16)
@@ -180,7 +181,9 @@ class Predictor:
             torch.cuda.empty_cache()
             return self._sliding(x, torch.device("cpu"))
 
-    def _sliding(self, x: torch.Tensor, acc: torch.device) -> torch.Tensor:
+    def _sliding(self, x: torch.Tensor, acc: torch.device, per_window: Any = None) -> torch.Tensor:
+        """Blend ``per_window(batch) -> (B, K, *patch)`` (default: :meth:`window_logits`) over the image."""
+        per_window = per_window or self.window_logits
         win = self.window
         assert win is not None
         if len(win.patch_size) != self.spatial_dims:
@@ -206,7 +209,7 @@ class Predictor:
             for i in range(0, len(positions), win.batch_size):
                 chunk_regions = regions[i : i + win.batch_size]
                 windows = torch.stack([x[n][(slice(None), *region)] for region in chunk_regions])
-                y = self.window_logits(windows) * weight_map
+                y = per_window(windows) * weight_map
                 y = y.to(acc, non_blocking=True)
                 if out is None:
                     out = torch.zeros((y.shape[1], *full), device=acc)
@@ -223,3 +226,59 @@ class Predictor:
     def predict(self, image: Any, **kw: Any) -> torch.Tensor:
         """Labels ``(N, *S)`` (int64) on the accumulation device."""
         return self.logits(image, **kw).argmax(1)
+
+    # -- uncertainty ----------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            return self.model(x).float()
+
+    @torch.no_grad()
+    def window_uncertainty(self, batch: torch.Tensor, method: str, *, samples: int = DEFAULT_SAMPLES,
+                           flip_axes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean logits ``(B, C, *patch)`` and sample spread ``(B, *patch)`` in [0, 1] of a batch of
+        normalised windows, for ``method`` ``"tta"`` (all flips) or ``"mcdropout"`` (``samples`` passes
+        with dropout on). ``flip_axes``: the spatial axes TTA flips (0-based; default all). Streaming
+        callers blend both with the importance map, like logits."""
+        batch = batch.to(self.device, non_blocking=True)
+        if method == "tta":
+            spread = tta_spread(self._forward, batch, self.spatial_dims, flip_axes)
+        elif method == "mcdropout":
+            spread = mc_dropout_spread(self._forward, self.model, batch, samples)
+        else:
+            raise SegsuiteError(f"window uncertainty is tta or mcdropout, not {method!r} (entropy comes from the logits)")
+        return spread.mean_logits(), spread.variance()
+
+    @torch.no_grad()
+    def probabilities_and_uncertainty(self, image: Any, method: str = "entropy", *, normalized: bool = False,
+                                      samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                                      flip_axes: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities ``(N, C, *S)`` and an uncertainty map ``(N, *S)`` in [0, 1], through the same
+        whole-image or sliding-window path as :meth:`probabilities` (see :mod:`segsuite.core.uncertainty`).
+
+        ``entropy`` is the normalised entropy of :meth:`probabilities`. ``tta`` and ``mcdropout`` blend
+        the per-window mean logits and sample spread with the window weights; their probabilities are
+        those of the mean logits. MC dropout is seeded with ``seed`` so that a rerun gives the same map.
+        """
+        if check_method(method) is None:
+            raise SegsuiteError("no uncertainty method given; choose one of entropy, tta, mcdropout")
+        if method == "entropy":
+            probs = self.probabilities(image, normalized=normalized)
+            return probs, entropy(probs)
+        x = image if normalized else self.prepare(image)
+
+        def per_window(batch: torch.Tensor) -> torch.Tensor:
+            logits, spread = self.window_uncertainty(batch, method, samples=samples, flip_axes=flip_axes)
+            return torch.cat([logits, spread[:, None]], 1)
+
+        with seeded(seed, self.device):
+            if self.window is None:
+                out = per_window(x).to(self.accumulate_on)
+            else:
+                try:
+                    out = self._sliding(x, self.accumulate_on, per_window)
+                except torch.cuda.OutOfMemoryError:
+                    if self.accumulate_on.type != "cuda":
+                        raise
+                    torch.cuda.empty_cache()
+                    out = self._sliding(x, torch.device("cpu"), per_window)
+        return out[:, :-1].softmax(1), out[:, -1]

@@ -66,7 +66,7 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
     log(f"training {config.model} on {n_train} samples ({n_val} for validation), "
         f"{classes.num_classes} classes, {int(first['image'].shape[0])} channel(s), device {config.device}")
     trainer = Trainer(config, train_set, val_set, classes, output, normalization=norm_card,
-                      in_channels=int(first["image"].shape[0]), spatial_dims=2, log=log, registry=registry)
+                      in_channels=int(first["image"].shape[0]), spatial_dims=int(getattr(train_set, "spatial_dims", 2)), log=log, registry=registry)
     return trainer.fit(resume=resume)
 
 
@@ -133,16 +133,26 @@ def _write_per_image(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def predict_images(checkpoint: str | Path, inputs: Sequence[Path], output: str | Path, *, device: str = "auto",
                    window: Any = None, registry: Any = None, reader: Callable[[Path], Any] | None = None,
-                   log: Callable[[str], None] = _log_default) -> list[dict[str, Any]]:
-    """Segment 2D images; per image write label PNG, colour PNG, overlay PNG; return summaries."""
+                   log: Callable[[str], None] = _log_default, uncertainty: str | None = None) -> list[dict[str, Any]]:
+    """Segment 2D images; per image write label PNG, colour PNG, overlay PNG; return summaries.
+
+    With ``uncertainty`` (entropy, tta or mcdropout; see :mod:`segsuite.core.uncertainty`) also
+    ``{stem}_uncertainty.png`` (heatmap on the fixed 0..1 scale) and ``{stem}_uncertainty.tif``
+    (the float32 map itself), and the map's mean and maximum in the JSON summary.
+    """
+    from . import uncertainty as unc
     from .data.images import read_image, write_image
     from .infer import Predictor
-    from .visualize import overlay
+    from .visualize import heatmap, overlay
+
+    unc.check_method(uncertainty)
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device, registry=registry, window=window)
     classes = predictor.class_map
     if predictor.spatial_dims != 2:
         raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; run it through its domain (segsuite run DOMAIN)")
+    if uncertainty == "mcdropout":
+        unc.require_dropout(predictor.model)  # before any output
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     reader = reader or read_image
@@ -150,7 +160,13 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[Path], output: str |
     for path in inputs:
         t0 = time.perf_counter()
         item = reader(path)
-        labels = predictor.predict(item.array)[0].cpu().numpy().astype(np.uint8 if classes.num_classes <= 256 else np.uint16)
+        umap = None
+        if uncertainty:
+            probs, umap_t = predictor.probabilities_and_uncertainty(item.array, uncertainty)
+            labels_t, umap = probs.argmax(1)[0], umap_t[0].cpu().numpy().astype(np.float32)
+        else:
+            labels_t = predictor.predict(item.array)[0]
+        labels = labels_t.cpu().numpy().astype(np.uint8 if classes.num_classes <= 256 else np.uint16)
         stem = item.name
         write_image(out / f"{stem}_labels.png", labels)
         write_image(out / f"{stem}_color.png", classes.colorize(labels))
@@ -164,6 +180,10 @@ def predict_images(checkpoint: str | Path, inputs: Sequence[Path], output: str |
             "fraction": {n: float(c) / labels.size for n, c in zip(classes.names, counts)},
             "seconds": round(time.perf_counter() - t0, 4),
         }
+        if umap is not None:
+            write_image(out / f"{stem}_uncertainty.png", heatmap(umap))
+            write_image(out / f"{stem}_uncertainty.tif", umap)
+            summary["uncertainty"] = {"method": uncertainty, "map": f"{stem}_uncertainty.tif", **unc.summary(umap)}
         write_json(out / f"{stem}.json", summary)
         summaries.append(summary)
         log(f"{path.name}: " + ", ".join(f"{n} {100 * f:.1f}%" for n, f in summary["fraction"].items()))
@@ -184,7 +204,7 @@ def pick_format(domain: Any, data: str | Path, name: str | None = None) -> Calla
         return formats[name]
     for fmt in formats.values():
         detect = getattr(fmt, "detect", None)
-        if detect is not None and Path(data).is_dir() and detect(Path(data)):
+        if detect is not None and Path(data).exists() and detect(Path(data)):
             return fmt
     return None
 

@@ -79,3 +79,30 @@ def confusion_chart(confusion: np.ndarray, names: list[str] | tuple[str, ...], c
         img[4 : 4 + rotated.shape[0], label_w + j * cell : label_w + j * cell + rotated.shape[1]] = rotated
     cv2.putText(img, "rows: truth   columns: prediction", (4, h - 10), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
     return img
+
+
+_COLORMAPS = {"inferno": "COLORMAP_INFERNO", "jet": "COLORMAP_JET", "viridis": "COLORMAP_VIRIDIS", "magma": "COLORMAP_MAGMA"}
+
+
+def heatmap(values: np.ndarray, colormap: str = "inferno") -> np.ndarray:
+    """``(H, W)`` values on the fixed scale 0..1 (clipped; NaN shows as 0) -> ``(H, W, 3)`` uint8 RGB.
+
+    The scale is never stretched per image, so maps of different images compare directly.
+    """
+    import cv2
+
+    v = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0)
+    if v.ndim != 2:
+        raise ValueError(f"a heatmap needs a 2D map, got shape {v.shape}")
+    grey = np.round(np.clip(v, 0.0, 1.0) * 255.0).astype(np.uint8)
+    bgr = cv2.applyColorMap(grey, getattr(cv2, _COLORMAPS[colormap]))
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def heat_overlay(image: np.ndarray, values: np.ndarray, colormap: str = "jet", alpha: float = 0.45) -> np.ndarray:
+    """A heatmap (fixed 0..1 scale) blended over the display version of ``image``; weight grows with the value,
+    so low values leave the image readable."""
+    base = to_display_rgb(image).astype(np.float32)
+    heat = heatmap(values, colormap).astype(np.float32)
+    w = alpha * np.clip(np.nan_to_num(np.asarray(values, np.float32)), 0.0, 1.0)[..., None] ** 0.5
+    return np.clip((1 - w) * base + w * heat, 0, 255).astype(np.uint8)

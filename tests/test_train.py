@@ -149,12 +149,19 @@ def test_cli_workflow_errors(shapes, tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_workflow(tmp_path, cli):
-    res = cli("demo", "--output", tmp_path / "demo", "--epochs", "1")
+def test_demo_runs_a_domain_and_the_training_workflow(tmp_path, cli):
+    res = cli("demo", "--output", tmp_path / "demo", "--epochs", "1", "--domains", "industrial")
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["samples"] == {"train": 44, "val": 10, "test": 10} and summary["epochs"] == 1
-    for path in summary["files"].values():
-        assert Path(path).exists(), path
-    assert len(list((tmp_path / "demo" / "predictions").glob("*_overlay.png"))) == 10
-    assert "mean IoU" in res.stdout and "summary:" in res.stdout
+    assert [(s["domain"], s["status"]) for s in summary["sections"]] == [("industrial", "ok"), ("training", "ok")]
+    industrial, training = (s["facts"] for s in summary["sections"])
+    assert industrial["parts"] == "6" and int(industrial["NG"]) >= 4  # the shipped model on the shipped parts
+    assert training["images"] == "44/10/10 train/val/test" and training["epochs"] == "1"
+    out = tmp_path / "demo"
+    for path in ("training/evaluation/metrics.json", "training/evaluation/confusion.png", "training/run/log.csv",
+                 "training/training_curves.png", "industrial/evaluation/metrics.json", "industrial/inspection/summary.csv"):
+        assert (out / path).is_file(), path
+    assert len(list((out / "training" / "predictions").glob("*_overlay.png"))) == 10
+    page = (out / "index.html").read_text()
+    assert page.count("<section") == 2 and "Training log" in page and "Verdicts" in page
+    assert "report:" in res.stdout and "industrial" in res.stdout and "training" in res.stdout

@@ -45,8 +45,9 @@ def _video_frames_only(path: Path) -> Any:
 
 
 def run_driving(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
-                label_format: str | None = None, smooth: float | None = None) -> list[dict]:
-    """``segsuite run driving``: images -> labels, colours, overlays, drivable area, objects; videos -> overlay video."""
+                label_format: str | None = None, smooth: float | None = None, uncertainty: str | None = None) -> list[dict]:
+    """``segsuite run driving``: images -> labels, colours, overlays, drivable area, objects (and uncertainty
+    maps); videos -> overlay video."""
     import typer
 
     from segsuite.core.errors import SegsuiteError
@@ -56,14 +57,21 @@ def run_driving(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
 
     if label_format not in (None, "cityscapes"):
         raise SegsuiteError(f"--format {label_format!r}: the driving domain writes train ids, or label ids with --format cityscapes")
+    videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
+    if uncertainty is not None and videos:
+        raise SegsuiteError(f"{videos[0]}: --uncertainty maps are written for images only, not video; "
+                            "run the video without it or extract frames first")
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    if uncertainty == "mcdropout":
+        from segsuite.core.uncertainty import require_dropout
+
+        require_dropout(predictor.model)
     if label_format == "cityscapes" and predictor.class_map.raw_ids is None:
         raise SegsuiteError(f"{checkpoint}: --format cityscapes needs a model with the Cityscapes class map (label ids)")
     out = Path(output) if output is not None else Path("segsuite-run")
     out.mkdir(parents=True, exist_ok=True)
-    videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
-    records = run_images(predictor, images, out, label_format) if images else []
+    records = run_images(predictor, images, out, label_format, uncertainty) if images else []
     for v in videos:
         r = run_video(predictor, v, out, smooth=smooth)
         typer.echo(f"{v.name}: {r['frames']} frames at {r['fps_achieved']} fps, flicker {100 * r['flicker_raw']:.2f} % "
@@ -73,6 +81,20 @@ def run_driving(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
         if "objects" in r:
             typer.echo(f"{Path(r['image']).name}: drivable {100 * r['drivable_fraction']:.1f} %, {len(r['objects'])} object(s)")
     return records
+
+
+def demo_section(output: Path, device: str) -> Any:
+    """``segsuite demo``'s driving section: the sample frames and video run by the shipped model, frames scored against their labels."""
+    from .demo import demo
+
+    return demo(output, device)
+
+
+def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
+    """``segsuite run driving --report DIR``: the section describing what the runner wrote."""
+    from .demo import run_report
+
+    return run_report(summaries, output, class_map, report_dir)
 
 
 @hookimpl
@@ -90,6 +112,8 @@ def segsuite_domains() -> list[Domain]:
                      **{s: _video_frames_only for s in (".mp4", ".avi", ".mov", ".mkv")}},
             outputs=("colour label PNG", "label PNG", "overlay", "drivable-area mask", "objects JSON", "overlay video"),
             runner=run_driving,
+            demo=demo_section,
+            run_report=report_section,
             synthetic=generate,
             evaluator=evaluate_driving,
             dataset_formats={"cityscapes": cityscapes_dataset, "camvid": camvid_dataset},

@@ -24,6 +24,7 @@ from .classes import CITYSCAPES_THINGS
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 DRIVABLE = ("road",)
+HORIZONTAL_FLIP = (1,)  # spatial axis W: the only mirror a street scene has
 
 
 def objects_of(labels: np.ndarray, class_map: Any, min_area: int = 20) -> list[dict[str, Any]]:
@@ -54,10 +55,18 @@ def _base_name(path: Path) -> str:
     return stem[: -len("_leftImg8bit")] if stem.endswith("_leftImg8bit") else stem
 
 
-def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str | None) -> list[dict[str, Any]]:
+def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str | None,
+               uncertainty: str | None = None) -> list[dict[str, Any]]:
+    """Per image: labels, colours, overlay, drivable area, objects; with ``uncertainty`` also
+    ``{base}_uncertainty.png`` (fixed 0..1 scale). Street scenes have an up and a down, so TTA
+    flips them left-right only (2 passes)."""
     from segsuite.core.data.images import read_image, write_image
     from segsuite.core.io import write_json
-    from segsuite.core.visualize import overlay
+    from segsuite.core.uncertainty import check_method
+    from segsuite.core.uncertainty import summary as uncertainty_summary
+    from segsuite.core.visualize import heatmap, overlay
+
+    check_method(uncertainty)
 
     cm = predictor.class_map
     records = []
@@ -65,7 +74,13 @@ def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str 
         t0 = time.perf_counter()
         item = read_image(path)
         arr = item.array[:3] if item.array.shape[0] >= 3 else np.repeat(item.array, 3, axis=0)
-        labels = predictor.predict(arr)[0].cpu().numpy().astype(np.uint8)
+        umap = None
+        if uncertainty:
+            probs, u = predictor.probabilities_and_uncertainty(arr, uncertainty, flip_axes=HORIZONTAL_FLIP)
+            labels = probs.argmax(1)[0].cpu().numpy().astype(np.uint8)
+            umap = u[0].cpu().numpy().astype(np.float32)
+        else:
+            labels = predictor.predict(arr)[0].cpu().numpy().astype(np.uint8)
         base = _base_name(path)
         write_image(out / f"{base}_labels.png", labels)
         write_image(out / f"{base}_color.png", cm.colorize(labels))
@@ -79,6 +94,9 @@ def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str 
             write_image(out / "cityscapes_results" / f"{base}_labelIds.png", cm.to_raw_ids(labels).astype(np.uint8))
         record = {"image": str(path), "size": list(labels.shape), "drivable_fraction": float(drivable.mean()),
                   "objects": objects_of(labels, cm), "seconds": round(time.perf_counter() - t0, 4)}
+        if umap is not None:
+            write_image(out / f"{base}_uncertainty.png", heatmap(umap))
+            record["uncertainty"] = {"method": uncertainty, **uncertainty_summary(umap)}
         write_json(out / f"{base}.json", record)
         records.append(record)
     return records

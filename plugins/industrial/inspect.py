@@ -63,14 +63,27 @@ def to_model_channels(array: np.ndarray, channels: int, card: Any) -> np.ndarray
     return arr
 
 
-def defect_probability(predictor: Any, array: np.ndarray, options: InspectOptions) -> np.ndarray:
-    """``(K, H, W)`` class probabilities at native resolution."""
+def _native_window(predictor: Any, array: np.ndarray, options: InspectOptions) -> None:
     from segsuite.core.infer import SlidingWindow
 
     patch = tuple(predictor.card.patch_size or ()) if getattr(predictor, "card", None) else ()
     h, w = array.shape[-2:]
     predictor.window = SlidingWindow(patch, overlap=options.overlap) if patch and (h > patch[0] or w > patch[1]) else None
+
+
+def defect_probability(predictor: Any, array: np.ndarray, options: InspectOptions) -> np.ndarray:
+    """``(K, H, W)`` class probabilities at native resolution."""
+    _native_window(predictor, array, options)
     return predictor.probabilities(array)[0].cpu().numpy()
+
+
+def defect_probability_and_uncertainty(predictor: Any, array: np.ndarray, options: InspectOptions,
+                                       method: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, H, W)`` class probabilities and an ``(H, W)`` uncertainty map in [0, 1] (entropy, tta or
+    mcdropout; see :mod:`segsuite.core.uncertainty`), through the same native-resolution windows."""
+    _native_window(predictor, array, options)
+    probs, unc = predictor.probabilities_and_uncertainty(array, method)
+    return probs[0].cpu().numpy(), unc[0].cpu().numpy().astype(np.float32)
 
 
 def labelled_parts(predictor: Any, data: str | Path):
@@ -149,8 +162,11 @@ def overlay_defects(image: np.ndarray, labels: np.ndarray, defects: list[dict[st
 
 def inspect_files(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
                   threshold: float | None = None, min_area: int | None = None, pixel_size: float | None = None,
-                  log: Any = None) -> list[dict[str, Any]]:
+                  log: Any = None, uncertainty: str | None = None) -> list[dict[str, Any]]:
     """``segsuite run industrial``: per image mask, heatmap, overlay and JSON; a CSV for the batch.
+
+    With ``uncertainty`` also ``{stem}_uncertainty.png`` (fixed 0..1 scale) and the map's mean and
+    maximum in the JSON: a part whose defect region is uncertain is a candidate for a second look.
 
     A bad file in a batch is recorded (verdict ``ERROR`` with the reason) and the rest go on;
     the caller turns any error into a non-zero exit. A single bad input raises at once.
@@ -159,11 +175,17 @@ def inspect_files(inputs: list[Path], checkpoint: Path, output: Path | None, *, 
     from segsuite.core.errors import InputFileError
     from segsuite.core.infer import Predictor
     from segsuite.core.io import atomic_path, write_json
+    from segsuite.core.uncertainty import check_method, require_dropout
+    from segsuite.core.uncertainty import summary as uncertainty_summary
+    from segsuite.core.visualize import heatmap as uncertainty_heatmap
 
+    check_method(uncertainty)
     options = InspectOptions(threshold=threshold, min_area=min_area, pixel_size=pixel_size)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     class_map = predictor.class_map
     thr, area = settings(predictor.card, options)
+    if uncertainty == "mcdropout":
+        require_dropout(predictor.model)  # a model problem, not a per-image one: stop before the batch
     out = Path(output) if output is not None else Path("segsuite-inspection")
     out.mkdir(parents=True, exist_ok=True)
     records = []
@@ -174,7 +196,11 @@ def inspect_files(inputs: list[Path], checkpoint: Path, output: Path | None, *, 
             if 0 in item.array.shape:
                 raise InputFileError(f"{path}: image has zero size")
             arr = to_model_channels(item.array, predictor.model.in_channels, predictor.card)
-            probs = defect_probability(predictor, arr, options)
+            umap = None
+            if uncertainty:
+                probs, umap = defect_probability_and_uncertainty(predictor, arr, options, uncertainty)
+            else:
+                probs = defect_probability(predictor, arr, options)
         except SegsuiteError as exc:
             if len(inputs) == 1:
                 raise
@@ -192,6 +218,9 @@ def inspect_files(inputs: list[Path], checkpoint: Path, output: Path | None, *, 
             "threshold": thr, "min_area_px": area, "size": list(labels.shape),
             "max_defect_probability": round(float(p_defect.max()), 4), "seconds": round(time.perf_counter() - t0, 4),
         }
+        if umap is not None:
+            write_image(out / f"{stem}_uncertainty.png", uncertainty_heatmap(umap))
+            record["uncertainty"] = {"method": uncertainty, **uncertainty_summary(umap)}
         write_json(out / f"{stem}.json", record)
         records.append(record)
     with atomic_path(out / "summary.csv") as tmp:

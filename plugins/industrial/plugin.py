@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from segsuite.core.data.images import IMAGE_SUFFIXES, read_image
 from segsuite.core.domain import Domain, ModelSpec
@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 def run_parts(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
-              threshold: float | None = None, min_area: int | None = None, pixel_size: float | None = None) -> list[dict]:
-    """``segsuite run industrial``: verdicts, defect lists, masks, heatmaps and overlays."""
+              threshold: float | None = None, min_area: int | None = None, pixel_size: float | None = None,
+              uncertainty: str | None = None) -> list[dict]:
+    """``segsuite run industrial``: verdicts, defect lists, masks, heatmaps and overlays (and uncertainty maps)."""
     import typer
 
     from segsuite.core.errors import SegsuiteError
@@ -26,7 +27,7 @@ def run_parts(inputs: list[Path], checkpoint: Path, output: Path | None, *, devi
     from .inspect import inspect_files, summary_table
 
     records = inspect_files(inputs, checkpoint, output, device=device, threshold=threshold, min_area=min_area,
-                            pixel_size=pixel_size, log=lambda m: typer.echo(m, err=True))
+                            pixel_size=pixel_size, log=lambda m: typer.echo(m, err=True), uncertainty=uncertainty)
     typer.echo(summary_table(records))
     failed = [r for r in records if r["verdict"] == "ERROR"]
     if failed:
@@ -53,6 +54,20 @@ def evaluate_parts(checkpoint: Path, data: Path, output: Path | None, *, device:
     return r
 
 
+def demo_section(output: Path, device: str) -> Any:
+    """``segsuite demo``'s industrial section: the sample parts inspected by the shipped model and scored against their masks."""
+    from .demo import demo
+
+    return demo(output, device)
+
+
+def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
+    """``segsuite run industrial --report DIR``: the section describing what the runner wrote."""
+    from .demo import run_report
+
+    return run_report(summaries, output, class_map, report_dir)
+
+
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -67,6 +82,8 @@ def segsuite_domains() -> list[Domain]:
             readers={s: read_image for s in IMAGE_SUFFIXES},
             outputs=("label mask PNG", "heatmap", "overlay", "JSON verdict with defect list", "summary.csv"),
             runner=run_parts,
+            demo=demo_section,
+            run_report=report_section,
             evaluator=evaluate_parts,
             synthetic=generate,
         )

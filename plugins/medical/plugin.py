@@ -65,6 +65,21 @@ def synthetic(folder: Path, seed: int = 0) -> Path:
     return make(folder, seed)
 
 
+def demo_section(output: Path, device: str) -> Any:
+    """``segsuite demo``'s medical section: the sample phantoms segmented by the shipped model and scored
+    against their labels."""
+    from .demo import demo
+
+    return demo(output, device)
+
+
+def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
+    """``segsuite run medical --report DIR``: slices with the segmentation and the volume table."""
+    from .demo import run_report
+
+    return run_report(summaries, output, class_map, report_dir)
+
+
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -83,5 +98,7 @@ def segsuite_domains() -> list[Domain]:
                      "optional {case}_probabilities.nii.gz and {case}_uncertainty.nii.gz"),
             runner=run_volumes,
             evaluator=evaluate_volumes,
+            demo=demo_section,
+            run_report=report_section,
         )
     ]

@@ -34,11 +34,13 @@ def tile(
     bands: Annotated[Optional[str], typer.Option(help="1-based input bands for the model, e.g. 4,3,2,8 (default: all but alpha)")] = None,
     nodata: Annotated[Optional[float], typer.Option(help="Treat this value as nodata (default: what the file declares; 0 is never assumed)")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write per-class probabilities (uint8, 1..255; 0 = nodata)")] = False,
+    uncertainty: Annotated[Optional[str], typer.Option(help="Also write OUT_uncertainty.tif (float32 0..1, nodata -1): entropy, tta (4x time) or mcdropout (8x; models with dropout)")] = None,
     cog: Annotated[bool, typer.Option("--cog/--no-cog", help="Write a Cloud-Optimized GeoTIFF when GDAL's COG driver is available")] = True,
     vector: Annotated[Optional[Path], typer.Option(help="Also polygonise the classes into OUT.gpkg or OUT.geojson (one input only)")] = None,
     min_area: Annotated[float, typer.Option(help="With --vector: drop polygons smaller than this (map units²)")] = 0.0,
     simplify: Annotated[float, typer.Option(help="With --vector: simplification tolerance (map units)")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (scene previews, classes, areas) into this folder")] = None,
 ) -> None:
     """Segment a GeoTIFF scene window by window into a seamless, georeferenced class raster.
 
@@ -55,9 +57,13 @@ def tile(
 
     from .tiling import TileOptions
 
+    if report is not None:
+        from segsuite.core.report import check_report_folder
+
+        check_report_folder(report)
     inputs = expand_inputs(input, (".tif", ".tiff"))
     options = TileOptions(tile=tile_size, overlap=overlap, batch=batch, bands=_parse_bands(bands), nodata=nodata,
-                          probabilities=probabilities, cog=cog)
+                          probabilities=probabilities, cog=cog, uncertainty=uncertainty)
     ckpt = model or default_checkpoint("satellite")
     predictor = Predictor.from_checkpoint(ckpt, device=device)
     if predictor.spatial_dims != 2:
@@ -68,10 +74,19 @@ def tile(
         raise SegsuiteError(f"{vector}: --vector must end in .gpkg or .geojson")
     if output is not None and len(inputs) > 1 and output.suffix.lower() in (".tif", ".tiff"):
         raise SegsuiteError(f"{output}: several inputs need an output folder, not a file name")
+    summaries = []
     for summary in tile_scenes(inputs, predictor, output, options, vector=vector, min_area=min_area, simplify=simplify):
         cls = ", ".join(f"{n} {v['pixels']} px" for n, v in summary["classes"].items())
         typer.echo(f"{summary['input']} -> {summary['output']} ({summary['format']}, {summary['seconds']:.1f} s, "
                    f"{summary['windows']} windows, {summary['windows_skipped_nodata']} skipped as nodata): {cls}")
+        summaries.append(summary)
+    if report is not None:
+        from segsuite.core.report import write_report
+
+        from .demo import run_report
+
+        section = run_report(summaries, output, predictor.class_map, report)
+        typer.echo(f"report: {write_report(report, [section], title=f'segsuite tile: {len(summaries)} scene(s)')}")
 
 
 def tile_scenes(inputs: list[Path], predictor, output: Path | None, options, *, vector: Path | None = None,

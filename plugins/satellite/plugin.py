@@ -31,15 +31,31 @@ def _looks_like_geotiff_pairs(root: Path) -> bool:
 geotiff_windows.detect = _looks_like_geotiff_pairs  # type: ignore[attr-defined]
 
 
-def run_scenes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto") -> list[dict]:
+def run_scenes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
+               uncertainty: str | None = None) -> list[dict]:
     """``segsuite run satellite``: ``segsuite tile`` with its defaults, one summary per scene."""
     from segsuite.core.infer import Predictor
 
     from .commands import tile_scenes
     from .tiling import TileOptions
 
+    options = TileOptions(uncertainty=uncertainty)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    return list(tile_scenes(inputs, predictor, output, TileOptions(), output_is_folder=True))
+    return list(tile_scenes(inputs, predictor, output, options, output_is_folder=True))
+
+
+def demo_section(output: Path, device: str) -> Any:
+    """``segsuite demo``'s satellite section: the sample scene tiled by the shipped model and scored against its labels."""
+    from .demo import demo
+
+    return demo(output, device)
+
+
+def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
+    """``segsuite run satellite --report DIR``: the section describing what the runner wrote."""
+    from .demo import run_report
+
+    return run_report(summaries, output, class_map, report_dir)
 
 
 @hookimpl
@@ -58,6 +74,8 @@ def segsuite_domains() -> list[Domain]:
             synthetic=generate,
             outputs=("class GeoTIFF with CRS, transform and colour table", "JSON area summary"),
             runner=run_scenes,
+            demo=demo_section,
+            run_report=report_section,
         )
     ]
 

@@ -17,6 +17,11 @@ The class raster is written as a tiled, compressed GeoTIFF (BigTIFF when needed)
 input's CRS and transform, a colour table and internal overviews, then copied to a
 Cloud-Optimized GeoTIFF when GDAL's COG driver is there (it cannot be written window by
 window, hence the copy). Everything is written under temporary names and renamed at the end.
+
+With ``uncertainty`` a float32 map in [0, 1] (nodata -1) is written beside the class raster
+on the same grid, from the same windows: ``entropy`` from the blended logits of each
+finished row; ``tta``/``mcdropout`` from a per-window sample spread blended with the same
+Gaussian weights (the class raster then comes from the mean logits of those samples).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import numpy as np
 from segsuite.core.errors import InputFileError, SegsuiteError
 
 NODATA_OUT = 255
+UNCERTAINTY_NODATA = -1.0  # outside the map's 0..1 range
 # GDAL keeps written blocks in its cache (default: 5 % of RAM); a fixed cache keeps peak
 # memory independent of the scene size.
 GDAL_CACHE_MB = 128
@@ -51,6 +57,7 @@ class TileOptions:
     probabilities: bool = False
     cog: bool = True
     chunk: int = 4096
+    uncertainty: str | None = None  # entropy, tta or mcdropout: also write <output>_uncertainty.tif
 
     def __post_init__(self) -> None:
         if self.tile < 16:
@@ -59,6 +66,10 @@ class TileOptions:
             raise SegsuiteError(f"--overlap {self.overlap} must be at least 0 and smaller than --tile {self.tile}")
         if self.batch < 1:
             raise SegsuiteError("--batch must be at least 1")
+        if self.uncertainty is not None:
+            from segsuite.core.uncertainty import check_method
+
+            check_method(self.uncertainty)
 
 
 def window_starts(size: int, tile: int, step: int) -> list[int]:
@@ -125,6 +136,7 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
 
     from segsuite.core.infer import importance_map
     from segsuite.core.io import atomic_path
+    from segsuite.core.uncertainty import entropy, require_dropout, seeded
 
     t_start = time.perf_counter()
     warn = warn or (lambda m: warnings.warn(m, stacklevel=2))
@@ -189,26 +201,47 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
             return data, valid
 
         prob_path = output.with_name(output.stem + "_probabilities.tif")
+        method = options.uncertainty
+        spread_method = method in ("tta", "mcdropout")  # sampled per window; entropy comes from the blended logits
+        unc_path = output.with_name(output.stem + "_uncertainty.tif")
+        if method == "mcdropout":
+            require_dropout(predictor.model)  # fails here, before any output is opened
         with contextlib.ExitStack() as stack:
             tmp_tif = stack.enter_context(atomic_path(output))
             prob_tmp = stack.enter_context(atomic_path(prob_path)) if options.probabilities else None
+            unc_tmp = stack.enter_context(atomic_path(unc_path)) if method else None
+            if method == "mcdropout":
+                stack.enter_context(seeded(0, predictor.device))  # the same map on a rerun
             with rasterio.open(tmp_tif, "w", **profile) as dst, ThreadPoolExecutor(max_workers=1) as pool, \
                     ThreadPoolExecutor(max_workers=1) as writer:
                 writes: list[Any] = []
-                tally = {"counts": np.zeros(k, np.int64), "nodata": 0}
+                tally = {"counts": np.zeros(k, np.int64), "nodata": 0, "u_sum": 0.0, "u_max": 0.0, "u_high": 0}
 
-                def write_rows(labels: np.ndarray, ok: np.ndarray, probs: np.ndarray | None, window: Any) -> None:
+                def write_rows(labels: np.ndarray, ok: np.ndarray, probs: np.ndarray | None, unc: np.ndarray | None,
+                               window: Any) -> None:
                     dst.write(labels[None], window=window)
                     tally["counts"] += np.bincount(labels[ok].ravel().astype(np.int64), minlength=k)[:k]
                     tally["nodata"] += int((~ok).sum())
                     if probs is not None:
                         pdst.write(probs, window=window)
+                    if unc is not None:
+                        udst.write(unc[None], window=window)
+                        u = unc[ok]
+                        if u.size:
+                            tally["u_sum"] += float(u.sum(dtype=np.float64))
+                            tally["u_max"] = max(tally["u_max"], float(u.max()))
+                            tally["u_high"] += int((u > 0.5).sum())
 
                 dst.write_colormap(1, {i: (*c, 255) for i, c in enumerate(class_map.colors)})
                 dst.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(class_map.names)})
                 pdst = None
                 if prob_tmp is not None:
                     pdst = rasterio.open(prob_tmp, "w", **{**profile, "count": k, "nodata": 0, "dtype": "uint8"})
+                udst = None
+                if unc_tmp is not None:
+                    udst = rasterio.open(unc_tmp, "w", **{**profile, "dtype": "float32", "nodata": UNCERTAINTY_NODATA,
+                                                          "predictor": 3})
+                    udst.update_tags(1, UNCERTAINTY=method, SCALE="0 certain .. 1 most uncertain")
                 for c0, c1 in chunks:
                     cxs = [x for x in xs if x < c1 and x + tw > c0]
                     rx0, rx1 = cxs[0], cxs[-1] + tw
@@ -216,6 +249,7 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                     buf_h = th + step
                     acc = torch.zeros((k, buf_h, rw), device=predictor.accumulate_on)
                     wsum = torch.zeros((buf_h, rw), device=predictor.accumulate_on)
+                    uacc = torch.zeros((buf_h, rw), device=predictor.accumulate_on) if spread_method else None
                     vmask = np.zeros((buf_h, rw), bool)
                     buf_y0 = 0  # global row of buffer row 0
                     done_y = 0  # rows above are written
@@ -237,12 +271,19 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                             part = todo[b0 : b0 + options.batch]
                             batch = torch.from_numpy(np.stack([w for _, w in part]))
                             t0 = time.perf_counter()
-                            logits = predictor.window_logits(batch) * weight_map
+                            if spread_method:
+                                logits, spread = predictor.window_uncertainty(batch, method)
+                                logits = logits * weight_map
+                                spread = (spread * weight_map).to(predictor.accumulate_on)
+                            else:
+                                logits = predictor.window_logits(batch) * weight_map
                             logits = logits.to(predictor.accumulate_on)
                             model_seconds += time.perf_counter() - t0
-                            for (x, _), lg in zip(part, logits):
+                            for i, ((x, _), lg) in enumerate(zip(part, logits)):
                                 acc[:, off : off + th, x - rx0 : x - rx0 + tw] += lg
                                 wsum[off : off + th, x - rx0 : x - rx0 + tw] += weight_acc
+                                if uacc is not None:
+                                    uacc[off : off + th, x - rx0 : x - rx0 + tw] += spread[i]
                         done += len(cxs)
                         if progress is not None:
                             progress(done, total_windows)
@@ -257,13 +298,21 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                         labels = class_argmax(lg).cpu().numpy().astype(out_dtype)
                         ok = vmask[r0 : r0 + n, c0 - rx0 : c1 - rx0] & covered
                         labels[~ok] = nodata_out
-                        probs = None
-                        if pdst is not None:
-                            probs = (lg / ws.clamp(min=1e-12)).softmax(0).cpu().numpy()
-                            probs = np.round(probs * 254).astype(np.uint8) + 1  # 0 stays nodata
-                            probs[:, ~ok] = 0
+                        probs = unc = None
+                        if pdst is not None or method == "entropy":
+                            p_t = (lg / ws.clamp(min=1e-12)).softmax(0)
+                            if method == "entropy":
+                                unc = entropy(p_t[None])[0]
+                            if pdst is not None:
+                                probs = np.round(p_t.cpu().numpy() * 254).astype(np.uint8) + 1  # 0 stays nodata
+                                probs[:, ~ok] = 0
+                        if uacc is not None:
+                            unc = uacc[r0 : r0 + n, c0 - rx0 : c1 - rx0] / ws.clamp(min=1e-12)
+                        if unc is not None:
+                            unc = unc.cpu().numpy().astype(np.float32)
+                            unc[~ok] = UNCERTAINTY_NODATA
                         # compressing and writing happen in a second thread, in order
-                        writes.append(writer.submit(write_rows, labels, ok, probs, Window(c0, done_y, c1 - c0, n)))
+                        writes.append(writer.submit(write_rows, labels, ok, probs, unc, Window(c0, done_y, c1 - c0, n)))
                         done_y = final_y
                         # drop finished rows from the rolling buffer
                         shift = done_y - buf_y0
@@ -273,6 +322,9 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                             acc[:, keep:] = 0
                             wsum[:keep] = wsum[shift:].clone()
                             wsum[keep:] = 0
+                            if uacc is not None:
+                                uacc[:keep] = uacc[shift:].clone()
+                                uacc[keep:] = 0
                             vmask[:keep] = vmask[shift:].copy()
                             vmask[keep:] = False
                             buf_y0 = done_y
@@ -288,6 +340,8 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
                     dst.update_tags(ns="rio_overview", resampling="mode")
                 if pdst is not None:
                     pdst.close()
+                if udst is not None:
+                    udst.close()
             final_driver = "GTiff"
             if will_cog:
                 from rasterio.shutil import copy as rio_copy
@@ -323,6 +377,14 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
         }
         if options.probabilities:
             summary["probabilities"] = str(prob_path)
+        if method:
+            valid_px = int(counts.sum())
+            summary["uncertainty"] = {
+                "method": method, "output": str(unc_path), "nodata": UNCERTAINTY_NODATA,
+                "mean": round(tally["u_sum"] / valid_px, 5) if valid_px else None,
+                "max": round(tally["u_max"], 5) if valid_px else None,
+                "above_0.5": round(tally["u_high"] / valid_px, 5) if valid_px else None,
+            }
         return summary
 
 

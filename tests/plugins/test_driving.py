@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_one_line_error
+from conftest import ROOT, assert_one_line_error
 from segsuite.core.checkpoint import ModelCard, save_checkpoint
 from segsuite.core.data.images import read_image_array, write_image
 from segsuite.core.models import build_model
@@ -172,3 +172,31 @@ def test_default_model_miou_on_fresh_scenes(tmp_path, cli):
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["mean_iou"] >= 0.80, res.stdout
+
+
+def test_run_driving_uncertainty_for_images_and_a_clear_error_for_video(city_ckpt, tmp_path, cli):
+    import shutil
+
+    from segsuite.core.infer import Predictor
+
+    frame = ROOT / "sample_data" / "driving" / "frames" / "synthville_000007_000000_leftImg8bit.png"
+    shutil.copy(frame, tmp_path / "street.png")
+    res = cli("run", "driving", "--input", tmp_path / "street.png", "--output", tmp_path / "out", "--uncertainty", "tta",
+              "--device", "cpu")  # the shipped model
+    assert res.exit_code == 0, res.output
+    image = read_image_array(frame)
+    assert read_image_array(tmp_path / "out" / "street_uncertainty.png").shape == image.shape
+    rec = json.loads((tmp_path / "out" / "street.json").read_text())
+    # street scenes are mirrored left-right only: the model never saw an upside-down street
+    predictor = Predictor.from_checkpoint(ROOT / "sample_data" / "driving" / "model.safetensors", device="cpu")
+    chw = image.transpose(2, 0, 1)
+    _, lr_only = predictor.probabilities_and_uncertainty(chw, "tta", flip_axes=(1,))
+    _, all_flips = predictor.probabilities_and_uncertainty(chw, "tta")
+    assert rec["uncertainty"]["method"] == "tta"
+    assert rec["uncertainty"]["mean"] == pytest.approx(float(lr_only.mean()), abs=1e-4)
+    assert float(all_flips.mean()) > 10 * float(lr_only.mean())
+    _write_video(tmp_path / "drive.mp4", [np.ascontiguousarray(image[..., ::-1])] * 3)
+    res = cli("run", "driving", "--input", tmp_path / "drive.mp4", "--model", city_ckpt, "--output", tmp_path / "v",
+              "--uncertainty", "entropy")
+    assert_one_line_error(res, "drive.mp4: --uncertainty maps are written for images only")
+    assert not (tmp_path / "v").exists()

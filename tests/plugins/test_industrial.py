@@ -214,3 +214,19 @@ def test_evaluate_industrial(tmp_path, cli):
     assert m["part_level"]["parts"] == 10 and m["pixel_auroc"] > 0.9 and 0 <= m["aupro_0.3"] <= 1
     assert m["defects"]["found"] + m["defects"]["missed"] > 0
     assert "escapes per 1000 parts" in res.stdout
+
+
+def test_run_industrial_uncertainty_map(tmp_path, cli):
+    part = SAMPLE / "parts" / "images" / "ng_000.png"
+    res = cli("run", "industrial", "--input", part, "--output", tmp_path / "out", "--device", "cpu",
+              "--uncertainty", "entropy")
+    assert res.exit_code == 0, res.output
+    heat = read_image_array(tmp_path / "out" / "ng_000_uncertainty.png")
+    assert heat.shape == (*read_image_array(part).shape[:2], 3)
+    rec = json.loads((tmp_path / "out" / "ng_000.json").read_text())
+    assert rec["uncertainty"]["method"] == "entropy" and 0 <= rec["uncertainty"]["mean"] <= rec["uncertainty"]["max"] <= 1
+    # the model hesitates along the defect's border, not on the plain surface
+    assert rec["uncertainty"]["max"] > 10 * rec["uncertainty"]["mean"]
+    res = cli("run", "industrial", "--input", part, "--output", tmp_path / "mc", "--uncertainty", "mcdropout")
+    assert_one_line_error(res, "MC dropout needs a model with dropout layers")
+    assert not (tmp_path / "mc").exists()

@@ -288,3 +288,48 @@ def test_run_satellite_uses_the_tiler(tmp_path, cli):
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "out" / "scene_classes.tif") as dst, rasterio.open(SAMPLE / "scene.tif") as src:
         assert dst.transform == src.transform and dst.crs == src.crs
+
+
+@pytest.mark.parametrize("method", ["entropy", "tta"])
+def test_uncertainty_raster_lines_up_and_equals_one_sliding_window_pass(scene, tmp_path, method):
+    pred = conv_predictor()
+    out = tmp_path / "c.tif"
+    summary = tile_raster(scene, pred, out, TileOptions(tile=64, overlap=16, chunk=128, uncertainty=method, cog=False))
+    with rasterio.open(scene) as src, rasterio.open(tmp_path / "c_uncertainty.tif") as unc, rasterio.open(out) as cls:
+        assert unc.crs == src.crs and unc.transform == src.transform and (unc.width, unc.height) == (src.width, src.height)
+        assert unc.count == 1 and unc.dtypes[0] == "float32" and unc.nodata == -1
+        assert unc.tags(1)["UNCERTAINTY"] == method
+        umap, labels = unc.read(1), cls.read(1)
+        img, valid = src.read().astype(np.float32), src.dataset_mask() > 0
+    assert ((umap == -1) == (labels == 255)).all() and (umap == -1).any()  # nodata where the class raster has it
+    ok = umap != -1
+    assert 0 <= umap[ok].min() and umap[ok].max() <= 1 and umap[ok].max() > 0
+    norm = (img - 1000.0) / 800.0
+    norm[:, ~valid] = 0.0
+    pred.window = SlidingWindow((64, 64), overlap=0.25, batch_size=4)
+    probs, whole = pred.probabilities_and_uncertainty(torch.from_numpy(norm)[None], method, normalized=True)
+    # the same windows and weights, streamed in chunks and rows: equal up to float summation order
+    np.testing.assert_allclose(umap[ok], whole[0].numpy()[ok], atol=1e-4)
+    assert (labels[ok] == probs[0].argmax(0).numpy()[ok]).mean() > 0.9999
+    assert summary["uncertainty"]["method"] == method
+    assert summary["uncertainty"]["mean"] == pytest.approx(float(umap[ok].mean()), abs=1e-4)
+
+
+def test_tile_and_run_satellite_uncertainty_options(scene, tmp_path, cli):
+    ckpt = SAMPLE / "model.safetensors"
+    res = cli("tile", scene, "--model", ckpt, "--output", tmp_path / "t.tif", "--uncertainty", "entropy", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(scene) as src, rasterio.open(tmp_path / "t_uncertainty.tif") as unc:
+        assert unc.crs == src.crs and unc.transform == src.transform
+    assert json.loads((tmp_path / "t.json").read_text())["uncertainty"]["output"] == str(tmp_path / "t_uncertainty.tif")
+    # the shipped model has no dropout: a clear error before anything is written
+    res = cli("tile", scene, "--model", ckpt, "--output", tmp_path / "m.tif", "--uncertainty", "mcdropout")
+    assert_one_line_error(res, "MC dropout needs a model with dropout layers")
+    assert not (tmp_path / "m.tif").exists() and not list(tmp_path.glob(".*partial*"))
+    assert_one_line_error(cli("tile", scene, "--uncertainty", "spread"), "choose one of entropy, tta, mcdropout")
+    shutil.copy(scene, tmp_path / "s.tif")
+    res = cli("run", "satellite", "--input", tmp_path / "s.tif", "--output", tmp_path / "run", "--uncertainty", "entropy",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "run" / "s_classes_uncertainty.tif") as unc, rasterio.open(scene) as src:
+        assert unc.transform == src.transform and unc.crs == src.crs
