@@ -42,7 +42,7 @@ def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, devic
             from segsuite.core.errors import InputFileError
 
             raise InputFileError(f"{case.images[0]}: {image.shape[0]} channel(s), the model takes {model.predictor.model.in_channels}")
-        pred = model.probabilities(image, affine).argmax(0)
+        pred = model.predict(image, affine)[0]
         spacing = tuple(float(s) for s in voxel_sizes(affine))
         cm.update(torch.from_numpy(pred)[None], torch.from_numpy(ref)[None])
         per_case.append({"case": case.name, "spacing_mm": spacing,

@@ -151,16 +151,87 @@ def to_model_grid(volume: np.ndarray, affine: np.ndarray, prep: Preprocessing, *
     return image.contiguous(), lab, grid
 
 
-def from_model_grid(probabilities: Any, grid: Grid) -> np.ndarray:
-    """Class probabilities ``(C, *model grid)`` → per-class probabilities ``(C, X, Y, Z)`` on the input's grid."""
+SLAB = 16
+"""Output slices per step when mapping back: the full-resolution class probabilities of a CT
+volume (classes x 67 M voxels at 512x512x256) are never held at once."""
+
+
+def _linear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of 1D linear resizing ``n_in -> n_out`` with voxel centres aligned
+    (``align_corners=False``, clamped at the edges: the same mapping as ``F.interpolate``)."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = (src - i0).astype(np.float32)
+    return i0, i1, w1
+
+
+def _canonical_slabs(values: Any, grid: Grid):
+    """``(start, stop, slab)``: the values ``(C, *model grid)`` resampled (trilinear, separably: in-plane
+    first, then along the last axis) to the canonical input shape, a few slices at a time; each
+    slab is ``(slices, C, X, Y)``."""
+    import torch
+    import torch.nn.functional as F
+
+    x, y, z = grid.canonical_shape
+    v = values.float()
+    # in-plane: the model's slices become batch entries, (Zm, C, Xm, Ym) -> (Zm, C, X, Y)
+    plane = F.interpolate(v.permute(3, 0, 1, 2), size=(x, y), mode="bilinear", align_corners=False) \
+        if tuple(v.shape[1:3]) != (x, y) else v.permute(3, 0, 1, 2)
+    i0, i1, w1 = _linear_taps(z, plane.shape[0])
+    for start in range(0, z, SLAB):
+        stop = min(start + SLAB, z)
+        a, b = torch.from_numpy(i0[start:stop]), torch.from_numpy(i1[start:stop])
+        w = torch.from_numpy(w1[start:stop]).view(-1, 1, 1, 1)
+        yield start, stop, plane[a] * (1 - w) + plane[b] * w  # (slices, C, X, Y)
+
+
+def from_model_grid(values: Any, grid: Grid) -> np.ndarray:
+    """Per-channel maps ``(C, *model grid)`` (probabilities, uncertainty...) → ``(C, X, Y, Z)`` float32 on
+    the input's grid: trilinear back to the reoriented input shape, then the flips and axis
+    permutations undone (no interpolation in that step)."""
     import nibabel as nib
 
-    back = resample(probabilities.float(), grid.canonical_shape).cpu().numpy()
+    out = np.empty((values.shape[0], *grid.canonical_shape), np.float32)
+    for start, stop, slab in _canonical_slabs(values, grid):
+        out[..., start:stop] = slab.permute(1, 2, 3, 0).cpu().numpy()
     inv = _invert(grid.transform)
-    out = np.stack([nib.orientations.apply_orientation(p, inv) for p in back])
-    if tuple(out.shape[1:]) != grid.original_shape:  # cannot happen unless the transform is wrong
-        raise SegsuiteError(f"internal error: restored grid {out.shape[1:]} != input {grid.original_shape}")
-    return out
+    restored = np.stack([nib.orientations.apply_orientation(c, inv) for c in out])
+    _check(restored.shape[1:], grid)
+    return restored
+
+
+def labels_from_model_grid(probabilities: Any, grid: Grid) -> np.ndarray:
+    """Class probabilities ``(C, *model grid)`` → labels on the input's grid (uint8, uint16 above 255
+    classes): probabilities resampled slab by slab, argmax per slab, then reoriented back."""
+    import nibabel as nib
+
+    dtype = np.uint8 if probabilities.shape[0] <= 256 else np.uint16
+    labels = np.empty(grid.canonical_shape, dtype)
+    for start, stop, slab in _canonical_slabs(probabilities, grid):
+        labels[..., start:stop] = _argmax_channels(slab).permute(1, 2, 0).cpu().numpy()
+    restored = np.ascontiguousarray(nib.orientations.apply_orientation(labels, _invert(grid.transform)))
+    _check(restored.shape, grid)
+    return restored
+
+
+def _argmax_channels(slab: Any) -> Any:
+    """Argmax over dim 1 of ``(S, C, X, Y)`` (first maximum wins, as ``Tensor.argmax``), by running
+    comparisons over the few classes: several times faster than ``argmax`` over a middle axis."""
+    import torch
+
+    best = slab[:, 0].clone()
+    index = torch.zeros(best.shape, dtype=torch.int16 if slab.shape[1] > 255 else torch.uint8)
+    for c in range(1, slab.shape[1]):
+        better = slab[:, c] > best
+        best = torch.where(better, slab[:, c], best)
+        index[better] = c
+    return index
+
+
+def _check(shape: tuple[int, ...], grid: Grid) -> None:
+    if tuple(shape) != grid.original_shape:  # cannot happen unless the transform is wrong
+        raise SegsuiteError(f"internal error: restored grid {tuple(shape)} != input {grid.original_shape}")
 
 
 def _invert(transform: np.ndarray) -> np.ndarray:

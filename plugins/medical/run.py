@@ -49,26 +49,25 @@ class VolumeModel:
             predictor.tta = True
         return model
 
-    def probabilities(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(C, X, Y, Z)`` on the input's own voxel grid."""
-        return self.predict(image, affine)[0]
-
-    def predict(self, image: np.ndarray, affine: np.ndarray,
-                uncertainty: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Probabilities ``(C, X, Y, Z)`` and, with ``uncertainty`` (entropy, tta or mcdropout), an
-        uncertainty map ``(X, Y, Z)`` in [0, 1], both on the input's own voxel grid."""
-        import torch
-
-        from .preprocess import from_model_grid, to_model_grid
+    def predict(self, image: np.ndarray, affine: np.ndarray, *, uncertainty: str | None = None,
+                probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Labels ``(X, Y, Z)`` on the input's own voxel grid; with ``probabilities`` also the class
+        probabilities ``(C, X, Y, Z)``, with ``uncertainty`` (entropy, tta or mcdropout) a map ``(X, Y, Z)``
+        in [0, 1]. Full-resolution probabilities are only built when asked for."""
+        from .preprocess import from_model_grid, labels_from_model_grid, to_model_grid
 
         x, _, grid = to_model_grid(image, affine, self.prep)
+        del image
+        unc = None
         if uncertainty is None:
-            return from_model_grid(self.predictor.probabilities(x[None], normalized=True)[0], grid), None
-        if uncertainty == "tta":
-            self._check_mirroring()
-        probs, unc = self.predictor.probabilities_and_uncertainty(x[None], uncertainty, normalized=True)
-        both = from_model_grid(torch.cat([probs[0], unc]), grid)
-        return both[:-1], both[-1]
+            probs = self.predictor.probabilities(x[None], normalized=True)[0]
+        else:
+            if uncertainty == "tta":
+                self._check_mirroring()
+            p, u = self.predictor.probabilities_and_uncertainty(x[None], uncertainty, normalized=True)
+            probs, unc = p[0], from_model_grid(u, grid)[0]
+        labels = labels_from_model_grid(probs, grid)
+        return labels, (from_model_grid(probs, grid) if probabilities else None), unc
 
     def _check_mirroring(self) -> None:
         if tuple(sorted(self.prep.mirror_axes)) != (0, 1, 2):
@@ -113,14 +112,14 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
         try:
             item = read_nifti(path)
             image = check_volume(item, model.predictor.model.in_channels)
-            probs, unc = model.predict(image, item.spatial.affine_array(), uncertainty)
+            labels, probs, unc = model.predict(image, item.spatial.affine_array(), uncertainty=uncertainty,
+                                               probabilities=bool(probabilities))
         except InputFileError as exc:
             if len(inputs) == 1:
                 raise
             failures.append(str(exc))
             log(f"[{k}/{len(inputs)}] skipped: {exc}")
             continue
-        labels = probs.argmax(0).astype(np.uint16 if len(names) > 256 else np.uint8)
         if keep_largest or fill_holes or min_volume:
             labels = postprocess(labels, voxel_volume_mm3(item) / 1000.0, keep_largest=bool(keep_largest),
                                  fill_holes=bool(fill_holes), min_volume_ml=float(min_volume or 0.0))
@@ -133,7 +132,7 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
         seg = write_label_volume(labels, item, seg_path)
         report = volume_report(labels, item, names)
         files = {"labels": str(seg)}
-        if probabilities:
+        if probs is not None:
             files["probabilities"] = str(write_map_volume(probs, item, target_dir / f"{case}_probabilities.nii.gz"))
         if unc is not None:
             files["uncertainty"] = str(write_map_volume(unc, item, target_dir / f"{case}_uncertainty.nii.gz"))
@@ -161,7 +160,7 @@ def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, c
     from segsuite.core.io import write_json
 
     from .io import read_nifti
-    from .preprocess import from_model_grid, to_model_grid
+    from .preprocess import from_model_grid, labels_from_model_grid, to_model_grid
     from .volumes import write_map_volume
 
     log = log or _echo
@@ -174,8 +173,8 @@ def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, c
         x, _, grid = to_model_grid(image, item.spatial.affine_array(), model.prep)
         result = seg_grad_cam(model.predictor.model, x[None].to(model.predictor.device), cls, layer=layer)
         back = from_model_grid(result.cam.cpu(), grid)[0]
-        labels = from_model_grid(torch.nn.functional.one_hot(result.labels[0].cpu(), len(model.predictor.class_map.names))
-                                 .movedim(-1, 0).float(), grid).argmax(0)
+        labels = labels_from_model_grid(torch.nn.functional.one_hot(result.labels[0].cpu(), len(model.predictor.class_map.names))
+                                        .movedim(-1, 0).float(), grid)
         target_dir = Path(output) if output is not None else Path("segsuite-explain")
         stem = f"{item.name}_{model.predictor.class_map.names[cls]}_cam"
         out = write_map_volume(back, item, target_dir / f"{stem}.nii.gz")

@@ -104,12 +104,14 @@ def volume_report(labels: np.ndarray, item: Item, class_names: tuple[str, ...]) 
     voxel_ml = voxel_volume_mm3(item) / 1000.0
     structure = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as ITK-SNAP counts islands
     classes = {}
+    counts = np.bincount(labels.ravel(), minlength=len(class_names))
+    boxes = ndimage.find_objects(labels, max_label=len(class_names) - 1)  # one pass; components per class box only
     for c, name in enumerate(class_names):
         if c == 0:
             continue
-        mask = labels == c
-        n_vox = int(mask.sum())
-        comp, n = ndimage.label(mask, structure=structure)
+        n_vox = int(counts[c])
+        box = boxes[c - 1] if c - 1 < len(boxes) else None
+        comp, n = ndimage.label(labels[box] == c, structure=structure) if box is not None else (np.zeros(0, np.int32), 0)
         sizes = np.bincount(comp.ravel())[1:] if n else np.zeros(0, np.int64)
         classes[name] = {
             "voxels": n_vox,
