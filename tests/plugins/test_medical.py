@@ -415,3 +415,22 @@ def test_split_groups_cases_and_training_reads_the_manifests(cli, tmp_path):
     assert len(cases) == 2 and all(c.label.is_file() for c in cases)
     res = _tiny_train(cli, tmp_path / "splits" / "train.csv", tmp_path / "run", "--val", tmp_path / "splits" / "val.csv")
     assert res.exit_code == 0, res.output
+
+
+def test_uncertainty_is_higher_on_an_ambiguous_volume():
+    """The same phantom, clear and with heavy noise: the default model is less sure of the noisy one."""
+    from conftest import ROOT
+    from segsuite.plugins.medical.run import VolumeModel
+    from segsuite.plugins.medical.synthetic import FOV_MM, random_affine, render_phantom
+
+    model = VolumeModel.load(ROOT / "sample_data" / "medical" / "model.safetensors", "cpu")
+    affine, shape = random_affine(np.random.default_rng(1), FOV_MM, axcodes="LPS")
+    clear, truth = render_phantom(np.random.default_rng(11), affine, shape)
+    noisy = clear + np.random.default_rng(2).normal(0, 120, clear.shape)
+    organs = truth > 0
+    means = []
+    for image in (clear, noisy):
+        labels, _, unc = model.predict(image[None].astype(np.float32), affine, uncertainty="entropy")
+        assert unc.shape == shape and 0 <= unc.min() and unc.max() <= 1
+        means.append(float(unc[organs].mean()))
+    assert means[1] > 2 * means[0], means
