@@ -107,7 +107,7 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
     names = model.predictor.class_map.names
     single_file = output is not None and len(inputs) == 1 and str(output).lower().endswith((".nii.gz", ".nii"))
     reports, failures = [], []
-    for k, path in enumerate(inputs, 1):
+    for k, path, log in _with_progress(inputs, log):
         t0 = time.perf_counter()
         try:
             item = read_nifti(path)
@@ -187,6 +187,27 @@ def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, c
             f"{info['class']})")
         results.append(info)
     return results
+
+
+def _with_progress(inputs: list[Path], log: Callable[[str], None]):
+    """``(k, path, log)`` per input; in a terminal, a batch also gets a progress bar (on stderr),
+    and the per-case lines are printed above it."""
+    import sys
+
+    if len(inputs) < 2 or not sys.stderr.isatty():
+        for k, path in enumerate(inputs, 1):
+            yield k, path, log
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("segmenting volumes", total=len(inputs))
+        for k, path in enumerate(inputs, 1):
+            bar.update(task, description=path.name)
+            yield k, path, lambda message: bar.console.print(message, markup=False, highlight=False)
+            bar.advance(task)
 
 
 def _echo(message: str) -> None:
