@@ -197,3 +197,17 @@ def test_a_runner_that_takes_explain_does_the_explaining(tmp_path, cli):
     res = cli("explain", "volumes", "--input", tmp_path / "a.vol", "--class", "organ", "--model", ckpt, "--layer", "x",
               registry=load_plugins(entry_points=False, extra=[("volumes", _VolumePlugin())]))
     assert_one_line_error(res, "do not take --layer")
+
+
+@pytest.mark.parametrize("domain, image, class_name", [
+    ("driving", ROOT / "sample_data" / "driving" / "frames" / "synthville_000007_000001_leftImg8bit.png", "car"),
+    ("industrial", ROOT / "sample_data" / "industrial" / "parts" / "images" / "ng_002.png", "scratch"),
+])
+def test_explanations_concentrate_on_the_class_in_the_2d_image_domains(tmp_path, cli, domain, image, class_name):
+    res = cli("explain", domain, "--input", image, "--class", class_name, "--output", tmp_path, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / f"{image.stem}_{class_name}_cam.json").read_text())
+    assert record["region"] == "predicted"
+    # the class covers a few % of the image at most; the map's mass on it is many times that
+    assert record["predicted_fraction"] < 0.05
+    assert record["cam_mass_inside_predicted"] > 5 * record["predicted_fraction"], record

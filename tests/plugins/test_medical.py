@@ -189,8 +189,8 @@ def test_resampling_to_model_spacing_and_back_keeps_the_grid(tmp_path):
 # -- metrics ---------------------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI deprecates one of its own internal arguments
-def test_hd95_and_nsd_equal_monai_on_anisotropic_volumes():
-    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+def test_dice_hd95_and_nsd_equal_monai_on_anisotropic_volumes():
+    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
     from scipy import ndimage
 
     from segsuite.plugins.medical.metrics import dice, hd95, nsd
@@ -204,7 +204,8 @@ def test_hd95_and_nsd_equal_monai_on_anisotropic_volumes():
         theirs_nsd = float(compute_surface_dice(onehot(pred), onehot(ref), class_thresholds=[2.0], spacing=spacing))
         assert hd95(pred, ref, spacing) == pytest.approx(theirs_hd, abs=1e-5)
         assert nsd(pred, ref, spacing, 2.0) == pytest.approx(theirs_nsd, abs=1e-6)
-        assert dice(pred, ref) == pytest.approx(2 * (pred & ref).sum() / (pred.sum() + ref.sum()))
+        theirs_dice = float(compute_dice(onehot(pred), onehot(ref), include_background=False))
+        assert dice(pred, ref) == pytest.approx(theirs_dice, abs=1e-6)
 
 
 def test_metrics_respect_spacing_and_the_empty_policy():
