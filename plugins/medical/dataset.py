@@ -226,9 +226,13 @@ def median_spacing(cases: list[Case], orientation: str = "RAS") -> tuple[float, 
 
 
 class VolumeDataset(torch.utils.data.Dataset):
-    """Preprocessed volumes; random patches for training, whole volumes for validation."""
+    """Preprocessed volumes; random patches for training, whole volumes for validation.
 
-    spatial_dims = 3
+    A 2D ``patch_size`` switches to slice mode: training samples are 2D patches of axial slices
+    (of the RAS volume on the model grid), validation samples are whole axial slices, and
+    ``spatial_dims`` is 2, so the trainer builds a 2D network. ``segsuite run medical`` then
+    segments each volume slice by slice and stacks the result.
+    """
 
     def __init__(self, cases: list[Case], classes: ClassMap, prep: Preprocessing, *, train: bool,
                  patch_size: tuple[int, ...] | None, augment: bool = True, foreground: float = 1 / 3,
@@ -236,8 +240,12 @@ class VolumeDataset(torch.utils.data.Dataset):
         self.cases, self.classes, self.normalization = cases, classes, prep
         self.train, self.augment, self.foreground = train, augment, foreground
         self.patch = tuple(int(p) for p in patch_size) if patch_size else None
+        if self.patch is not None and len(self.patch) not in (2, 3):
+            raise InputFileError(f"patch size {self.patch}: give X,Y,Z for 3D patches or X,Y for 2D slices")
         if train and self.patch is None:
-            raise InputFileError("3D training needs a patch size (--patch-size X,Y,Z)")
+            raise InputFileError("3D training needs a patch size (--patch-size X,Y,Z, or X,Y for 2D slices)")
+        self.slices = self.patch is not None and len(self.patch) == 2
+        self.spatial_dims = 2 if self.slices else 3
         self.samples_per_volume = samples_per_volume
         self.volumes: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.fg_index: list[torch.Tensor] = []
@@ -245,30 +253,47 @@ class VolumeDataset(torch.utils.data.Dataset):
             image, labels, affine = load_case(case, classes)
             x, y, _ = to_model_grid(image, affine, prep, labels=labels)
             if self.patch is not None and train:
-                x, y = _pad_to(x, y, self.patch, classes.ignore_index)
+                x, y = _pad_to(x, y, self._patch3, classes.ignore_index)
             self.volumes.append((x, y))
             self.fg_index.append(torch.nonzero((y > 0) & (y != classes.ignore_index)) if train else torch.zeros(0, 3))
+        # validation in slice mode: every axial slice of every volume is one sample
+        self.slice_index = [(c, z) for c, (x, _) in enumerate(self.volumes) for z in range(x.shape[-1])] \
+            if self.slices and not train else []
+
+    @property
+    def _patch3(self) -> tuple[int, ...]:
+        assert self.patch is not None
+        return (*self.patch, 1) if self.slices else self.patch
 
     def __len__(self) -> int:
-        return len(self.volumes) * (self.samples_per_volume if self.train else 1)
+        if self.train:
+            return len(self.volumes) * self.samples_per_volume
+        return len(self.slice_index) if self.slices else len(self.volumes)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if not self.train:
+            case, z = self.slice_index[index] if self.slices else (index, None)
+            x, y = self.volumes[case]
+            meta = {"image": str(self.cases[case].images[0]), "case": self.cases[case].name, "group": self.cases[case].name}
+            if z is None:
+                return {"image": x, "mask": y, "meta": meta}
+            return {"image": x[..., z], "mask": y[..., z], "meta": {**meta, "slice": z}}
         case = index % len(self.volumes)
         x, y = self.volumes[case]
         meta = {"image": str(self.cases[case].images[0]), "case": self.cases[case].name, "group": self.cases[case].name}
-        if not self.train:
-            return {"image": x, "mask": y, "meta": meta}
-        size = x.shape[1:]
+        size, patch = x.shape[1:], self._patch3
         fg = self.fg_index[case]
         if len(fg) and float(torch.rand(())) < self.foreground:
             centre = fg[int(torch.randint(len(fg), ()))]
-            start = [min(max(int(c) - p // 2, 0), s - p) for c, p, s in zip(centre, self.patch, size)]
+            start = [min(max(int(c) - p // 2, 0), s - p) for c, p, s in zip(centre, patch, size)]
         else:
-            start = [int(torch.randint(s - p + 1, ())) for p, s in zip(self.patch, size)]
-        region = tuple(slice(s, s + p) for s, p in zip(start, self.patch))
+            start = [int(torch.randint(s - p + 1, ())) for p, s in zip(patch, size)]
+        region = tuple(slice(s, s + p) for s, p in zip(start, patch))
         xi, yi = x[(slice(None), *region)], y[region]
+        if self.slices:
+            xi, yi = xi[..., 0], yi[..., 0]
         if self.augment:
-            axes = [a for a in self.normalization.mirror_axes if float(torch.rand(())) < 0.5]
+            axes = [a for a in self.normalization.mirror_axes if a < yi.ndim and float(torch.rand(())) < 0.5]
             if axes:
                 xi, yi = xi.flip([a + 1 for a in axes]), yi.flip(axes)
             scale = 1.0 + 0.1 * (2 * float(torch.rand(())) - 1)
@@ -297,7 +322,9 @@ def volume_dataset(root: str | Path, classes: ClassMap, *, train: bool = True, p
     elif isinstance(normalization, dict) and normalization.get("kind") == "volume":
         prep = Preprocessing.from_dict(normalization)
     else:  # training from scratch: target spacing from the data, CT window unless dataset.json says MRI
-        prep = Preprocessing(spacing=median_spacing(cases), intensity=_intensity_for(Path(root)))
+        slices = patch_size is not None and len(patch_size) == 2
+        prep = Preprocessing(spacing=median_spacing(cases), intensity=_intensity_for(Path(root)),
+                             mirror_axes=(0, 1) if slices else (0, 1, 2))
     return VolumeDataset(cases, classes, prep, train=train, patch_size=patch_size, augment=augment and train)
 
 

@@ -38,12 +38,12 @@ class VolumeModel:
         from .preprocess import Preprocessing
 
         predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        if predictor.spatial_dims != 3:
-            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; medical volumes need a 3D model")
-        prep = Preprocessing.from_dict(predictor.normalization, source=str(checkpoint))
+        prep = Preprocessing.from_dict(predictor.normalization, source=str(checkpoint))  # refuses non-volume models
         patch = tuple(predictor.card.patch_size or (96, 96, 96))
         predictor.window = SlidingWindow(patch, overlap=FAST_OVERLAP if fast else OVERLAP, batch_size=2)
         model = cls(predictor, prep)
+        if len(patch) != predictor.spatial_dims:
+            raise SegsuiteError(f"{checkpoint}: patch size {list(patch)} does not fit a {predictor.spatial_dims}D model")
         if tta and not fast:
             model._check_mirroring()
             predictor.tta = True
@@ -58,21 +58,36 @@ class VolumeModel:
 
         x, _, grid = to_model_grid(image, affine, self.prep)
         del image
-        unc = None
-        if uncertainty is None:
-            probs = self.predictor.probabilities(x[None], normalized=True)[0]
-        else:
-            if uncertainty == "tta":
-                self._check_mirroring()
-            p, u = self.predictor.probabilities_and_uncertainty(x[None], uncertainty, normalized=True)
-            probs, unc = p[0], from_model_grid(u, grid)[0]
+        if uncertainty == "tta":
+            self._check_mirroring()
+        probs, u = self._model_grid(x, uncertainty)
+        unc = from_model_grid(u, grid)[0] if u is not None else None
         labels = labels_from_model_grid(probs, grid)
         return labels, (from_model_grid(probs, grid) if probabilities else None), unc
 
+    @property
+    def slices(self) -> bool:
+        """A 2D model: volumes are segmented axial slice by axial slice."""
+        return self.predictor.spatial_dims == 2
+
+    def _model_grid(self, x: Any, uncertainty: str | None) -> tuple[Any, Any]:
+        """Probabilities ``(C, *grid)`` and the uncertainty ``(1, *grid)`` (or None) on the model grid."""
+        import torch
+
+        batch = x.permute(3, 0, 1, 2) if self.slices else x[None]  # slices: (Z, C, X, Y)
+        if uncertainty is None:
+            probs, unc = self.predictor.probabilities(batch, normalized=True), None
+        else:
+            probs, unc = self.predictor.probabilities_and_uncertainty(batch, uncertainty, normalized=True)
+        if self.slices:
+            return probs.permute(1, 2, 3, 0), (unc.permute(1, 2, 0)[None] if unc is not None else None)
+        return probs[0], (unc if unc is not None else None)
+
     def _check_mirroring(self) -> None:
-        if tuple(sorted(self.prep.mirror_axes)) != (0, 1, 2):
+        want = (0, 1) if self.slices else (0, 1, 2)
+        if tuple(sorted(self.prep.mirror_axes)) != want:
             raise SegsuiteError(f"the model was trained with mirroring along axes {list(self.prep.mirror_axes)} only; "
-                                "mirroring TTA needs a model trained with mirroring along all axes")
+                                "mirroring TTA needs a model trained with mirroring along every axis it sees")
 
 
 def check_volume(item: Any, in_channels: int) -> np.ndarray:
@@ -171,16 +186,20 @@ def explain_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, c
         item = read_nifti(path)
         image = check_volume(item, model.predictor.model.in_channels)
         x, _, grid = to_model_grid(image, item.spatial.affine_array(), model.prep)
-        result = seg_grad_cam(model.predictor.model, x[None].to(model.predictor.device), cls, layer=layer)
-        back = from_model_grid(result.cam.cpu(), grid)[0]
-        labels = labels_from_model_grid(torch.nn.functional.one_hot(result.labels[0].cpu(), len(model.predictor.class_map.names))
+        batch = x.permute(3, 0, 1, 2) if model.slices else x[None]  # slice mode: one map per axial slice
+        result = seg_grad_cam(model.predictor.model, batch.to(model.predictor.device), cls, layer=layer)
+        cam, predicted = result.cam.cpu(), result.labels.cpu()
+        if model.slices:
+            cam, predicted = cam.permute(1, 2, 0)[None], predicted.permute(1, 2, 0)[None]
+        back = from_model_grid(cam, grid)[0]
+        labels = labels_from_model_grid(torch.nn.functional.one_hot(predicted[0], len(model.predictor.class_map.names))
                                         .movedim(-1, 0).float(), grid)
         target_dir = Path(output) if output is not None else Path("segsuite-explain")
         stem = f"{item.name}_{model.predictor.class_map.names[cls]}_cam"
         out = write_map_volume(back, item, target_dir / f"{stem}.nii.gz")
         inside = float(back[labels == cls].sum() / back.sum()) if back.sum() > 0 else None
         info = {"input": str(path), "class": model.predictor.class_map.names[cls], "layer": result.layer,
-                "region": result.region[0], "cam": str(out), "share_in_predicted_region": inside,
+                "region": "predicted" if "predicted" in result.region else "image", "cam": str(out), "share_in_predicted_region": inside,
                 "predicted_share_of_volume": float((labels == cls).mean())}
         write_json(target_dir / f"{stem}.json", info)
         log(f"{path.name} -> {out.name} (layer {result.layer}; {100 * (inside or 0):.0f}% of the map inside the predicted "

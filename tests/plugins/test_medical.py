@@ -435,3 +435,30 @@ def test_uncertainty_is_higher_on_an_ambiguous_volume():
         assert unc.shape == shape and 0 <= unc.min() and unc.max() <= 1
         means.append(float(unc[organs].mean()))
     assert means[1] > 2 * means[0], means
+
+
+def test_2d_slice_mode_trains_runs_and_evaluates(cli, tmp_path):
+    """A 2D patch size trains a 2D network on axial slices; run and evaluate segment slice by slice."""
+    from segsuite.core.checkpoint import read_card
+    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+
+    data = make_phantom_dataset(tmp_path / "msd", n=2, seed=12)
+    res = cli("train", "medical", "--data", data, "--val", data, "--epochs", "1", "--batch-size", "4",
+              "--patch-size", "48,48", "--model-option", "channels=[4,8]", "--model-option", "num_res_units=0",
+              "--device", "cpu", "--output", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    ckpt = tmp_path / "run" / "best.safetensors"
+    card = read_card(ckpt)
+    assert card.model["spatial_dims"] == 2 and card.patch_size == [48, 48]
+    assert card.normalization["mirror_axes"] == [0, 1]
+    image = next((data / "imagesTr").iterdir())
+    res = cli("run", "medical", "--input", image, "--model", ckpt, "--output", tmp_path / "out", "--tta",
+              "--uncertainty", "entropy", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    seg = nib.load(tmp_path / "out" / image.name.replace(".nii.gz", "_seg.nii.gz"))
+    src = nib.load(image)
+    assert seg.shape == src.shape and np.allclose(seg.affine, src.affine, atol=1e-5)
+    assert nib.load(tmp_path / "out" / image.name.replace(".nii.gz", "_uncertainty.nii.gz")).shape == src.shape
+    res = cli("evaluate", "medical", "--model", ckpt, "--data", data, "--output", tmp_path / "ev", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["cases"] == 2
