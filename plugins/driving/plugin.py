@@ -10,6 +10,7 @@ from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import CAMVID, CITYSCAPES
+from .demo import demo, run_report  # light: numpy and the report model only
 from .synthetic import generate
 
 
@@ -83,20 +84,6 @@ def run_driving(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
     return records
 
 
-def demo_section(output: Path, device: str) -> Any:
-    """``segsuite demo``'s driving section: the sample frames and video run by the shipped model, frames scored against their labels."""
-    from .demo import demo
-
-    return demo(output, device)
-
-
-def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
-    """``segsuite run driving --report DIR``: the section describing what the runner wrote."""
-    from .demo import run_report
-
-    return run_report(summaries, output, class_map, report_dir)
-
-
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -112,8 +99,8 @@ def segsuite_domains() -> list[Domain]:
                      **{s: _video_frames_only for s in (".mp4", ".avi", ".mov", ".mkv")}},
             outputs=("colour label PNG", "label PNG", "overlay", "drivable-area mask", "objects JSON", "overlay video"),
             runner=run_driving,
-            demo=demo_section,
-            run_report=report_section,
+            demo=demo,
+            run_report=run_report,
             synthetic=generate,
             evaluator=evaluate_driving,
             dataset_formats={"cityscapes": cityscapes_dataset, "camvid": camvid_dataset},

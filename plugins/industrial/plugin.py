@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from segsuite.core.data.images import IMAGE_SUFFIXES, read_image
 from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import DEFECT, SEVERSTAL, SURFACE
+from .demo import demo, run_report  # light: numpy and the report model only
 from .synthetic import generate
 
 if TYPE_CHECKING:
@@ -54,20 +55,6 @@ def evaluate_parts(checkpoint: Path, data: Path, output: Path | None, *, device:
     return r
 
 
-def demo_section(output: Path, device: str) -> Any:
-    """``segsuite demo``'s industrial section: the sample parts inspected by the shipped model and scored against their masks."""
-    from .demo import demo
-
-    return demo(output, device)
-
-
-def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
-    """``segsuite run industrial --report DIR``: the section describing what the runner wrote."""
-    from .demo import run_report
-
-    return run_report(summaries, output, class_map, report_dir)
-
-
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -82,8 +69,8 @@ def segsuite_domains() -> list[Domain]:
             readers={s: read_image for s in IMAGE_SUFFIXES},
             outputs=("label mask PNG", "heatmap", "overlay", "JSON verdict with defect list", "summary.csv"),
             runner=run_parts,
-            demo=demo_section,
-            run_report=report_section,
+            demo=demo,
+            run_report=run_report,
             evaluator=evaluate_parts,
             synthetic=generate,
         )

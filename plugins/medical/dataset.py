@@ -211,7 +211,7 @@ def median_spacing(cases: list[Case], orientation: str = "RAS") -> tuple[float, 
     """Per canonical axis, the median voxel size of the cases (nnU-Net's choice of target spacing)."""
     import nibabel as nib
 
-    from .preprocess import canonical_transform
+    from .preprocess import canonical_transform, canonical_voxel_sizes
 
     sizes = []
     for case in cases:
@@ -219,8 +219,7 @@ def median_spacing(cases: list[Case], orientation: str = "RAS") -> tuple[float, 
             affine = nib.load(str(case.images[0])).affine
         except Exception as exc:
             raise InputFileError(f"{case.images[0]}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
-        tf = canonical_transform(affine, orientation)
-        sizes.append(voxel_sizes(affine)[tf[:, 0].astype(int).argsort()])
+        sizes.append(canonical_voxel_sizes(affine, canonical_transform(affine, orientation)))
     med = np.median(np.stack(sizes), axis=0)
     return tuple(round(float(s), 3) for s in med)
 

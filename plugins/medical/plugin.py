@@ -9,9 +9,10 @@ from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import ABDOMEN, LIVER, SPLEEN
+from .demo import demo, run_report  # light: numpy and the report model only
 from .io import read_nifti
 
-# The shipped default: a small MONAI residual U-Net on 4 mm voxels (see sample_data/README.md).
+# The shipped default: a small MONAI residual U-Net on 4.5 mm voxels (see sample_data/README.md).
 DEFAULT_MODEL = ModelSpec("unet3d", {"channels": (16, 32, 64, 128), "num_res_units": 1})
 PATCH = (64, 64, 48)
 
@@ -65,21 +66,6 @@ def synthetic(folder: Path, seed: int = 0) -> Path:
     return make(folder, seed)
 
 
-def demo_section(output: Path, device: str) -> Any:
-    """``segsuite demo``'s medical section: the sample phantoms segmented by the shipped model and scored
-    against their labels."""
-    from .demo import demo
-
-    return demo(output, device)
-
-
-def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
-    """``segsuite run medical --report DIR``: slices with the segmentation and the volume table."""
-    from .demo import run_report
-
-    return run_report(summaries, output, class_map, report_dir)
-
-
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -98,7 +84,7 @@ def segsuite_domains() -> list[Domain]:
                      "optional {case}_probabilities.nii.gz and {case}_uncertainty.nii.gz"),
             runner=run_volumes,
             evaluator=evaluate_volumes,
-            demo=demo_section,
-            run_report=report_section,
+            demo=demo,
+            run_report=run_report,
         )
     ]

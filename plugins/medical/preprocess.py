@@ -20,7 +20,7 @@ the reorientation itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,9 +67,10 @@ class Preprocessing:
                    window=tuple(float(w) for w in data.get("window", CT_WINDOW)), orientation=data.get("orientation", "RAS"),
                    mirror_axes=tuple(int(a) for a in data.get("mirror_axes", (0, 1, 2))))
 
-    def normalize(self, volume: np.ndarray) -> np.ndarray:
-        """Intensity normalisation of a ``(C, X, Y, Z)`` float array (per channel)."""
-        x = volume.astype(np.float32, copy=True)
+    def normalize(self, volume: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """Intensity normalisation of a ``(C, X, Y, Z)`` array (per channel), as float32; ``inplace``
+        reuses ``volume``'s memory when it already is float32 (no copy of a CT-sized volume)."""
+        x = volume.astype(np.float32, copy=not inplace)
         if self.intensity == "ct_window":
             lo, hi = self.window
             np.clip(x, lo, hi, out=x)
@@ -92,9 +93,6 @@ class Grid:
     transform: np.ndarray
     """nibabel orientation transform from the file's voxel axes to the canonical ones."""
     canonical_shape: tuple[int, int, int]
-    canonical_spacing: tuple[float, float, float]
-    model_shape: tuple[int, int, int]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def canonical_transform(affine: np.ndarray, orientation: str = "RAS") -> np.ndarray:
@@ -112,6 +110,11 @@ def reorient(volume: np.ndarray, transform: np.ndarray) -> np.ndarray:
 
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+
+
+def canonical_voxel_sizes(affine: np.ndarray, transform: np.ndarray) -> tuple[float, ...]:
+    """Voxel sizes in mm along the canonical axes (the file's sizes, permuted by ``transform``)."""
+    return tuple(float(s) for s in voxel_sizes(affine)[transform[:, 0].astype(int).argsort()])
 
 
 def resample(volume: Any, shape: tuple[int, ...], mode: str = "trilinear") -> Any:
@@ -135,19 +138,18 @@ def to_model_grid(volume: np.ndarray, affine: np.ndarray, prep: Preprocessing, *
 
     tf = canonical_transform(affine, prep.orientation)
     canon = reorient(volume, tf)
-    spacing = tuple(float(s) for s in voxel_sizes(affine)[tf[:, 0].astype(int).argsort()])
+    spacing = canonical_voxel_sizes(affine, tf)
     canon_shape = tuple(int(s) for s in canon.shape[1:])
     if prep.spacing is None:
         model_shape = canon_shape
     else:
         model_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(canon_shape, spacing, prep.spacing))
-    image = resample(torch.from_numpy(prep.normalize(canon)), model_shape)
+    image = resample(torch.from_numpy(prep.normalize(canon, inplace=True)), model_shape)  # canon is our own copy
     lab = None
     if labels is not None:
         lab_c = reorient(labels[None], tf)
         lab = resample(torch.from_numpy(np.ascontiguousarray(lab_c).astype(np.int64)), model_shape, mode="nearest")[0]
-    grid = Grid(original_shape=tuple(int(s) for s in volume.shape[1:]), transform=tf, canonical_shape=canon_shape,
-                canonical_spacing=spacing, model_shape=model_shape)
+    grid = Grid(original_shape=tuple(int(s) for s in volume.shape[1:]), transform=tf, canonical_shape=canon_shape)
     return image.contiguous(), lab, grid
 
 

@@ -57,7 +57,6 @@ class VolumeModel:
         from .preprocess import from_model_grid, labels_from_model_grid, to_model_grid
 
         x, _, grid = to_model_grid(image, affine, self.prep)
-        del image
         if uncertainty == "tta":
             self._check_mirroring()
         probs, u = self._model_grid(x, uncertainty)
@@ -72,8 +71,6 @@ class VolumeModel:
 
     def _model_grid(self, x: Any, uncertainty: str | None) -> tuple[Any, Any]:
         """Probabilities ``(C, *grid)`` and the uncertainty ``(1, *grid)`` (or None) on the model grid."""
-        import torch
-
         batch = x.permute(3, 0, 1, 2) if self.slices else x[None]  # slices: (Z, C, X, Y)
         if uncertainty is None:
             probs, unc = self.predictor.probabilities(batch, normalized=True), None
@@ -81,7 +78,7 @@ class VolumeModel:
             probs, unc = self.predictor.probabilities_and_uncertainty(batch, uncertainty, normalized=True)
         if self.slices:
             return probs.permute(1, 2, 3, 0), (unc.permute(1, 2, 0)[None] if unc is not None else None)
-        return probs[0], (unc if unc is not None else None)
+        return probs[0], unc
 
     def _check_mirroring(self) -> None:
         want = (0, 1) if self.slices else (0, 1, 2)
@@ -110,11 +107,10 @@ def run_volumes(inputs: list[Path], checkpoint: Path, output: Path | None, *, de
                 probabilities: bool | None = None, tta: bool | None = None, fast: bool | None = None,
                 uncertainty: str | None = None, log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     from segsuite.core.io import write_json
+    from segsuite.core.uncertainty import check_method
 
     from .io import read_nifti
     from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume, write_map_volume
-
-    from segsuite.core.uncertainty import check_method
 
     check_method(uncertainty)
     log = log or _echo

@@ -9,6 +9,7 @@ from segsuite.core.domain import Domain, ModelSpec
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import LANDCOVER, LOVEDA, WATER
+from .demo import demo, run_report  # light: numpy and the report model only
 from .io import read_geotiff
 from .synthetic import generate
 
@@ -44,20 +45,6 @@ def run_scenes(inputs: list[Path], checkpoint: Path, output: Path | None, *, dev
     return list(tile_scenes(inputs, predictor, output, options, output_is_folder=True))
 
 
-def demo_section(output: Path, device: str) -> Any:
-    """``segsuite demo``'s satellite section: the sample scene tiled by the shipped model and scored against its labels."""
-    from .demo import demo
-
-    return demo(output, device)
-
-
-def report_section(summaries: list, output: Path | None, class_map: Any, report_dir: Path) -> Any:
-    """``segsuite run satellite --report DIR``: the section describing what the runner wrote."""
-    from .demo import run_report
-
-    return run_report(summaries, output, class_map, report_dir)
-
-
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
@@ -74,8 +61,8 @@ def segsuite_domains() -> list[Domain]:
             synthetic=generate,
             outputs=("class GeoTIFF with CRS, transform and colour table", "JSON area summary"),
             runner=run_scenes,
-            demo=demo_section,
-            run_report=report_section,
+            demo=demo,
+            run_report=run_report,
         )
     ]
 
