@@ -107,7 +107,10 @@ def build_cli(registry: Any = None) -> click.Command:
         registry = get_registry()
     else:
         set_registry(registry)
+    from .run import build_run_app
+
     app = create_app()
+    app.add_typer(build_run_app(registry), name="run")
     registry.extend_cli(app, reserved=lambda: command_names(app))
     return typer.main.get_command(app)
 

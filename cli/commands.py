@@ -1,4 +1,8 @@
-"""Registers the core commands; one module per command."""
+"""Registers the core commands; one module per command.
+
+``run`` is not here: it is a group generated from the installed domains
+(:func:`segsuite.cli.run.build_run_app`), added by :func:`segsuite.cli.app.build_cli`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,12 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from . import bench, demo, evaluate, explain, export, labels, models_cmd, plugin_cmd, plugins_cmd, run, sample, split, train
+    from . import bench, demo, evaluate, explain, export, labels, models_cmd, plugin_cmd, plugins_cmd, sample, split, train
 
     app.command("plugins")(plugins_cmd.plugins)
     app.command("models")(models_cmd.models)
     app.command("train")(train.train)
     app.command("evaluate")(evaluate.evaluate)
-    app.command("run")(run.run)
     app.command("explain")(explain.explain)
     app.command("split")(split.split)
     app.command("export")(export.export)

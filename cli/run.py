@@ -1,122 +1,192 @@
-"""``segsuite run``: predict on new inputs and write the domain's outputs."""
+"""``segsuite run [DOMAIN]``: segment inputs through a domain's pipeline and the core executor.
+
+``run`` is a command group with one sub-command per installed domain, generated from what
+each domain's pipeline declares (:class:`segsuite.core.pipeline.RunOption`): every domain's
+options appear in ``segsuite run DOMAIN --help`` and nowhere else, and a third-party domain
+gets its own options without any change here. ``segsuite run --input ... --model CKPT``
+without a domain takes the domain from the checkpoint's card (the core's 2D image pipeline
+when the card names none).
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from .common import domain, expand_inputs, not_implemented, require_path
+from .common import card_of, domain, execute_job, expand_inputs, not_implemented, require_path
+
+COMMON_HELP = {
+    "input": "File, folder (searched recursively) or glob",
+    "model": "segsuite checkpoint (default: the domain's shipped model)",
+    "output": "Output folder (or, for one input, the output file where the domain allows it)",
+    "report": "Also write an HTML report of the results (index.html and its pictures) into this folder",
+    "device": "auto, cpu, cuda or cuda:N",
+    "runtime": "torch, or onnx (ONNX Runtime on the CPU; --model must be a segsuite .onnx export)",
+    "skip_existing": "Skip inputs whose outputs are all there already (resume an interrupted batch)",
+}
 
 
-def run(
-    domain_name: Annotated[Optional[str], typer.Argument(metavar="[DOMAIN]", help="Domain (default: from the checkpoint)")] = None,
-    input: Annotated[Optional[str], typer.Option("--input", "-i", help="File, folder or glob")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="segsuite checkpoint (default: the domain's shipped model)")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Output folder")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report of the results (index.html and its pictures) into this folder")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    runtime: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU; --model must be a segsuite .onnx export)")] = "torch",
-    threshold: Annotated[Optional[float], typer.Option(help="Decision threshold on the defect/foreground probability (domains that use one)")] = None,
-    min_area: Annotated[Optional[int], typer.Option(help="Drop detected regions smaller than this many pixels (domains that use it)")] = None,
-    pixel_size: Annotated[Optional[float], typer.Option(help="Physical pixel size in mm, for areas in mm² (domains that use it)")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="Output label format, e.g. cityscapes (domains that offer one)")] = None,
-    smooth: Annotated[Optional[float], typer.Option(help="Video: temporal smoothing weight of the newest frame, 0-1 (driving)")] = None,
-    keep_largest: Annotated[Optional[bool], typer.Option("--keep-largest", help="Volumes: keep only the largest component per class (medical)")] = None,
-    fill_holes: Annotated[Optional[bool], typer.Option("--fill-holes", help="Volumes: fill enclosed holes per class (medical)")] = None,
-    min_volume: Annotated[Optional[float], typer.Option(help="Volumes: remove components smaller than this many mL (medical)")] = None,
-    uncertainty: Annotated[Optional[str], typer.Option(help="Also write an uncertainty map: entropy (free), tta (flips: 2-8x the time) or mcdropout (8x; models with dropout)")] = None,
-    probabilities: Annotated[Optional[bool], typer.Option("--probabilities", help="Also write per-class probabilities (medical: 4D NIfTI on the input grid)")] = None,
-    tta: Annotated[Optional[bool], typer.Option("--tta", help="Average mirrored passes (3D: 8 passes, about 8x the time; medical)")] = None,
-    fast: Annotated[Optional[bool], typer.Option("--fast", help="Speed preset: no TTA, 25% window overlap instead of 50% (medical)")] = None,
-) -> None:
-    """Segment images or volumes and write labels, colour labels, overlays and a JSON summary per input."""
-    from segsuite.core import tasks
-    from segsuite.core.checkpoint import read_card
-    from segsuite.core.data.images import IMAGE_SUFFIXES
+def _common_parameters() -> list[inspect.Parameter]:
+    def opt(name: str, kind: Any, default: Any, *decls: str) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=Annotated[kind, typer.Option(*decls, help=COMMON_HELP[name])])
+
+    return [
+        opt("input", Optional[str], None, "--input", "-i"),
+        opt("model", Optional[Path], None, "--model"),
+        opt("output", Optional[Path], None, "--output", "-o"),
+        opt("report", Optional[Path], None, "--report"),
+        opt("device", str, "auto", "--device"),
+        opt("runtime", str, "torch", "--runtime"),
+        opt("skip_existing", bool, False, "--skip-existing"),
+    ]
+
+
+def _option_parameter(opt: Any) -> inspect.Parameter:
+    """The typer parameter for a declared :class:`RunOption` (checked again by ``RunOption.check``)."""
+    text = opt.help
+    if opt.choices:
+        text += f" (one of: {', '.join(opt.choices)})"
+    if opt.default is not None and opt.type is not bool:
+        text += f" [default: {opt.default}]"
+    if opt.type is bool:
+        info = typer.Option(opt.flag, help=text, show_default=False)
+        kind: Any = Optional[bool]
+    else:
+        info = typer.Option(opt.flag, help=text, show_default=False)
+        kind = Optional[opt.type]
+    return inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[kind, info])
+
+
+def _with_signature(func: Callable[..., None], parameters: list[inspect.Parameter], doc: str) -> Callable[..., None]:
+    """Give ``func(**params)`` the typed signature typer builds its options from."""
+    func.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    func.__annotations__ = {p.name: p.annotation for p in parameters}
+    func.__doc__ = doc
+    return func
+
+
+def _pipeline_for(dom: Any) -> Any:
+    """The domain's pipeline, or the core's 2D image pipeline with the domain's readers."""
+    if dom is not None and dom.pipeline is not None:
+        return dom.pipeline
+    from segsuite.core.image_pipeline import ImagePipeline
+
+    if dom is None:
+        return ImagePipeline()
+    if dom.spatial_dims != 2:
+        raise not_implemented("run", f"a pipeline for {dom.name} ({dom.spatial_dims}D) inputs")
+    return ImagePipeline(reader=lambda p: dom.reader_for(p)(p), suffixes=tuple(dom.readers), name=dom.name)
+
+
+def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> None:
+    """Shared body of ``segsuite run DOMAIN`` and ``segsuite run`` (domain from the card)."""
     from segsuite.core.errors import SegsuiteError
+    from segsuite.core.jobs import Job
+    from segsuite.core.pipeline import check_options
 
-    dom = domain(domain_name)
-    if input is None:
-        raise typer.BadParameter("--input is required")
-    if uncertainty is not None:
-        from segsuite.core.uncertainty import check_method
-
-        check_method(uncertainty)
-    if report is not None:
-        from segsuite.core.report import check_report_folder
-
-        check_report_folder(report)
-    inputs = expand_inputs(input, tuple(dom.readers) if dom is not None else IMAGE_SUFFIXES)
-    if model is None and dom is not None and dom.runner is not None:
+    if params.get("input") is None:
+        raise SegsuiteError("--input is required (a file, folder or glob)")
+    common = {p.name for p in _common_parameters()}
+    given = {k: v for k, v in params.items() if k not in common and v is not None}
+    options = check_options(pipeline.options, given)  # before any input is read
+    suffixes = getattr(pipeline, "suffixes", None) or (tuple(dom.readers) if dom is not None else None)
+    inputs = expand_inputs(params["input"], suffixes)
+    model = params.get("model")
+    if model is None:
+        if dom is None:
+            raise not_implemented("run", "a shipped default model for a run without a domain (pass --model CKPT)")
         from segsuite.core.sample_data import default_checkpoint
 
         model = default_checkpoint(dom.name)
-    if model is None:
-        where = f"the {dom.name} domain" if dom is not None else "a run without a domain"
-        raise not_implemented("run", f"a shipped default model for {where} (pass --model CKPT)")
     require_path(model, "checkpoint (--model)", kind="file")
-    is_onnx = str(model).lower().endswith(".onnx")
-    if runtime not in ("torch", "onnx"):
-        raise SegsuiteError(f"--runtime {runtime!r}: choose torch or onnx")
-    if runtime == "onnx" and not is_onnx:
+    if params.get("runtime") == "onnx" and not str(model).lower().endswith(".onnx"):
         raise SegsuiteError(f"{model}: --runtime onnx needs an .onnx file; make one with `segsuite export --model {model}`")
-    if is_onnx:
-        from segsuite.core.export import OnnxSegmentationModel
-
-        card = OnnxSegmentationModel(model).card
-    else:
-        card = read_card(model)
-    if dom is None and card.domain:
-        dom = domain(card.domain)
-    extra = {k: v for k, v in {"threshold": threshold, "min_area": min_area, "pixel_size": pixel_size,
-                                "label_format": format, "smooth": smooth, "keep_largest": keep_largest,
-                                "fill_holes": fill_holes, "min_volume": min_volume,
-                                "uncertainty": uncertainty, "probabilities": probabilities, "tta": tta,
-                                "fast": fast}.items() if v is not None}
-    if dom is not None and dom.runner is not None:
-        import inspect
-
-        accepted = inspect.signature(dom.runner).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
-        unknown = [] if takes_any else [k for k in extra if k not in accepted]
-        if unknown:
-            raise SegsuiteError(f"the {dom.name} domain does not use --{_flag(unknown[0])}")
-        summaries = dom.runner(inputs, model, output, device=device, **extra)
-        typer.echo(f"wrote {len(summaries)} result(s)")
-        if report is not None:
-            _report(report, dom, summaries, output, card.classes)
-        return
-    extra.pop("uncertainty", None)  # the generic image path writes it itself
-    if extra:
-        raise SegsuiteError(f"--{_flag(next(iter(extra)))} needs a domain that uses it (e.g. segsuite run industrial)")
-    if dom is not None and (dom.spatial_dims != 2 or dom.writers):
-        raise not_implemented("run", f"writing {dom.name} outputs ({', '.join(dom.outputs)})")
-    reader = None
-    if dom is not None:
-        reader = lambda p: dom.reader_for(p)(p)  # noqa: E731
-    out = output or Path("segsuite-run")
-    summaries = tasks.predict_images(model, inputs, out, device=device, reader=reader, uncertainty=uncertainty)
-    typer.echo(f"wrote {len(inputs)} result(s) to {out}")
-    if report is not None:
-        from segsuite.core.report import predictions_section, write_report
-
-        section = predictions_section(summaries, out, card.classes, domain=dom.name if dom is not None else "run")
-        typer.echo(f"report: {write_report(report, [section], title=f'segsuite run: {len(summaries)} image(s)')}")
+    card = card_of(model) if params.get("report") is not None else None
+    name = dom.name if dom is not None else None
+    job = Job(pipeline=pipeline, inputs=inputs, checkpoint=Path(model), output=params.get("output"), options=options,
+              device=params.get("device") or "auto", skip_existing=bool(params.get("skip_existing")),
+              command=f"run {name}" if name else "run")
+    execute_job(job, report=params.get("report"), class_map=card.classes if card is not None else None,
+                title=f"segsuite run {name or ''}".strip(), debug=debug)
 
 
-def _report(folder: Path, dom, summaries: list, output: Path | None, class_map) -> None:
-    """``--report`` for a domain's own runner: the domain's section, or a table of what the runner returned."""
-    from segsuite.core.report import summaries_section, write_report
+def _debug(ctx: Any) -> bool:
+    from .app import debug_enabled
 
-    if dom.run_report is not None:
-        section = dom.run_report(summaries, output, class_map, folder)
-    else:
-        section = summaries_section(dom.name, summaries, class_map)
-    typer.echo(f"report: {write_report(folder, [section], title=f'segsuite run {dom.name}: {len(summaries)} result(s)')}")
+    return debug_enabled(ctx)
 
 
-def _flag(option: str) -> str:
-    """The command-line spelling of a runner keyword (``label_format`` is ``--format``)."""
-    return {"label_format": "format"}.get(option, option).replace("_", "-")
+CTX = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+
+
+def domain_command(dom: Any) -> Callable[..., None]:
+    """``segsuite run DOMAIN`` for one installed domain, with its pipeline's declared options."""
+    from segsuite.core.errors import SegsuiteError
+
+    try:
+        pipeline = _pipeline_for(dom)
+        declared = list(pipeline.options)
+    except SegsuiteError:  # a 3D domain without a pipeline: the command says so when it is run
+        pipeline, declared = None, []
+
+    def command(ctx: typer.Context, **params: Any) -> None:
+        run_domain(dom, pipeline if pipeline is not None else _pipeline_for(dom), params, _debug(ctx))
+
+    outputs = "; ".join(dom.outputs) if dom.outputs else "the domain's outputs"
+    doc = (f"{dom.description}.\n\nWrites per input: {outputs}; per job: summary.json and summary.csv "
+           "(a failed input is listed there and the others go on; exit status 2).")
+    return _with_signature(command, [CTX, *_common_parameters(), *(_option_parameter(o) for o in declared)], doc)
+
+
+class RunGroup(TyperGroup):
+    """Sub-commands are the installed domains; an unknown one is a one-line error with suggestions."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name is not None and not name.startswith("-") and self.get_command(ctx, name) is None:
+            domain(name)  # raises UnknownNameError with did-you-mean
+        return super().resolve_command(ctx, args)
+
+
+def build_run_app(registry: Any) -> typer.Typer:
+    """The ``run`` sub-app for the domains in ``registry``."""
+
+    def generic(ctx: typer.Context, **params: Any) -> None:
+        if ctx.invoked_subcommand is not None:
+            given = [k for k, v in params.items() if v not in (None, False, "auto", "torch")]
+            if given:
+                from segsuite.core.errors import SegsuiteError
+
+                raise SegsuiteError(f"put the options after the domain: segsuite run {ctx.invoked_subcommand} "
+                                    f"--{given[0].replace('_', '-')} ...")
+            return
+        if params.get("model") is None and params.get("input") is None:
+            typer.echo(ctx.get_help())
+            return
+        dom = None
+        if params.get("model") is not None:
+            require_path(params["model"], "checkpoint (--model)", kind="file")
+            card = card_of(params["model"])
+            if card.domain:
+                dom = domain(card.domain)
+        run_domain(dom, _pipeline_for(dom), params, _debug(ctx))
+
+    doc = ("Segment images or volumes with a domain's pipeline; writes its outputs plus summary.json.\n\n"
+           "`segsuite run DOMAIN --input ...` uses the domain's pipeline and shipped model; "
+           "`segsuite run DOMAIN --help` lists that domain's options. Without a domain, --model is required "
+           "and the domain comes from its model card (2D images when it names none).")
+    app = typer.Typer(cls=RunGroup, invoke_without_command=True, add_completion=False, rich_markup_mode=None,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    from segsuite.core.image_pipeline import ImagePipeline
+
+    generic_options = [_option_parameter(o) for o in ImagePipeline.options]
+    app.callback(help=doc)(_with_signature(generic, [CTX, *_common_parameters(), *generic_options], doc))
+    for name, dom in sorted(registry.domains.items()):
+        app.command(name, help=domain_command(dom).__doc__, short_help=dom.description)(domain_command(dom))
+    return app

@@ -1,11 +1,16 @@
-"""What a plugin contributes for one application domain.
+"""What a plugin contributes for one application domain: plain data plus one pipeline.
 
-A :class:`Domain` is plain data plus callables: class maps, the default model and patch
-size, readers and writers keyed by file suffix, dataset formats, a synthetic sample
-generator and a report function. The core never imports plugin code; it only calls
-what a Domain hands it. Readers and writers should import their heavy libraries
-(nibabel, rasterio, OpenCV) inside the function body, so that discovering plugins stays
-cheap.
+A :class:`Domain` is data: class maps, the default model and patch size, readers keyed by
+file suffix, dataset formats, a synthetic sample generator, the shipped :class:`Sample`
+and one :class:`~segsuite.core.pipeline.Pipeline`, the object that segments one input and
+declares the run options it takes. Behaviour lives in typed objects, never in function
+attributes or in flags the core CLI knows by name; optional capabilities are
+``runtime_checkable`` protocols (:class:`~segsuite.core.pipeline.Evaluates`,
+:class:`~segsuite.core.pipeline.Explains`) the core tests with ``isinstance``.
+
+The core never imports plugin code; it only calls what a Domain hands it. Readers should
+import their heavy libraries (nibabel, rasterio, OpenCV) inside the function body, so that
+discovering plugins stays cheap.
 """
 
 from __future__ import annotations
@@ -21,21 +26,48 @@ from .errors import DomainError, InputFileError, UnknownNameError
 from .spatial import Item
 
 if TYPE_CHECKING:
-    from .report import ReportSection
+    from .pipeline import Pipeline
 
 Reader = Callable[[Path], Item]
 """Reads one input (file or folder) into an :class:`Item`."""
-Writer = Callable[[Any, Item, Path], Path]
-"""Writes a prediction (label array) for ``item`` to ``path``; returns the path written."""
 DatasetFactory = Callable[..., Any]
 """Builds a dataset of ``{"image", "mask", "meta"}`` samples from a root folder."""
 SyntheticGenerator = Callable[[Path, int], Path]
 """Writes deterministic sample data under a folder for a seed; returns the folder."""
-Reporter = Callable[[Any, Item], dict]
-"""Summarises a prediction for the domain's JSON report (volumes, areas, verdicts...)."""
-Runner = Callable[..., list]
-"""``runner(inputs, checkpoint, output, device=...) -> list of summaries``: what ``segsuite run DOMAIN``
-does when the domain writes its own outputs (GeoTIFFs, NIfTI volumes...)."""
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """A labelled-data layout a domain reads for ``train``/``evaluate``/``split``.
+
+    ``build(root, ...)`` makes the dataset; ``detect(root)`` says whether a folder is in
+    this layout (so ``--format`` can be left out); ``list_pairs(root)`` lists its
+    ``(image, label)`` cases so that ``segsuite split`` can partition them.
+    """
+
+    build: DatasetFactory
+    detect: Callable[[Path], bool] | None = None
+    list_pairs: Callable[[Path], list] | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.build(*args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The labelled sample a domain ships in ``sample_data/<domain>/``, for ``segsuite demo``.
+
+    ``inputs``: files, folders or globs relative to that folder, run through the domain's
+    pipeline with ``options`` (the same code as ``segsuite run DOMAIN``); ``labels``: the
+    labelled data its :class:`~segsuite.core.pipeline.Evaluates` scores the shipped model
+    on (``None``: no evaluation); ``note``: one sentence on what the sample is.
+    """
+
+    inputs: tuple[str, ...]
+    labels: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -58,27 +90,15 @@ class Domain:
     default_model: ModelSpec
     patch_size: tuple[int, ...]
     readers: Mapping[str, Reader] = field(default_factory=dict)
-    writers: Mapping[str, Writer] = field(default_factory=dict)
-    dataset_formats: Mapping[str, DatasetFactory] = field(default_factory=dict)
+    dataset_formats: Mapping[str, DatasetFormat] = field(default_factory=dict)
     synthetic: SyntheticGenerator | None = None
-    report: Reporter | None = None
     outputs: tuple[str, ...] = ()
     """Human-readable list of what ``segsuite run`` writes for this domain."""
-    runner: Runner | None = None
-    """Optional: the domain's own ``segsuite run`` (default: the core's 2D image outputs)."""
-    evaluator: Callable[..., dict] | None = None
-    """Optional: ``evaluator(checkpoint, data, output, device=...) -> dict`` adding the domain's own
-    metrics (and its own printout) to ``segsuite evaluate DOMAIN``."""
-    demo: Callable[[Path, str], "ReportSection"] | None = None
-    """Optional: ``demo(output, device) -> ReportSection``: run the domain's shipped sample data
-    through its shipped model (its runner, plus an evaluation against the sample labels),
-    writing everything under ``output``; ``segsuite demo`` puts the section in its HTML report.
-    When the sample or model is not shipped it raises :class:`segsuite.core.demo.SampleMissing`
-    (or lets ``default_checkpoint`` raise), and the demo lists the domain as skipped."""
-    run_report: Callable[[list, Path | None, ClassMap, Path], "ReportSection"] | None = None
-    """Optional: ``run_report(summaries, output, class_map, report_dir) -> ReportSection``: describes
-    what ``runner`` returned and wrote to ``output`` (pictures it makes go to ``report_dir``);
-    ``segsuite run DOMAIN --report DIR`` renders it."""
+    pipeline: "Pipeline | None" = None
+    """What ``segsuite run DOMAIN`` runs per input (``None``: the core's 2D image pipeline, with
+    this domain's readers); its declared options become that command's options."""
+    sample: Sample | None = None
+    """The shipped sample ``segsuite demo`` runs through ``pipeline`` (``None``: no demo)."""
 
     def __post_init__(self) -> None:
         where = f"domain {self.name!r}"
@@ -97,9 +117,18 @@ class Domain:
             raise DomainError(f"{where}: default_model must be a ModelSpec")
         if len(self.patch_size) != self.spatial_dims:
             raise DomainError(f"{where}: patch_size {self.patch_size} has not {self.spatial_dims} sides")
-        for suffix in list(self.readers) + list(self.writers):
+        for suffix in self.readers:
             if not suffix.startswith(".") and suffix != "/":
-                raise DomainError(f"{where}: reader/writer key {suffix!r} must be a suffix like '.png' (or '/' for folders)")
+                raise DomainError(f"{where}: reader key {suffix!r} must be a suffix like '.png' (or '/' for folders)")
+        for key, fmt in self.dataset_formats.items():
+            if not isinstance(fmt, DatasetFormat):
+                raise DomainError(f"{where}: dataset format {key!r} is a {type(fmt).__name__}, not a DatasetFormat")
+        if self.pipeline is not None:
+            from .pipeline import Pipeline
+
+            if not isinstance(self.pipeline, Pipeline):
+                raise DomainError(f"{where}: pipeline {type(self.pipeline).__name__} lacks what a Pipeline needs "
+                                  "(options, load, outputs, run_one, describe, report_section)")
 
     @property
     def class_map(self) -> ClassMap:
@@ -129,9 +158,6 @@ class Domain:
     def reader_for(self, path: Path) -> Reader:
         return self._match(self.readers, Path(path), "reader")
 
-    def writer_for(self, path: Path) -> Writer:
-        return self._match(self.writers, Path(path), "writer")
-
     def summary(self) -> dict[str, Any]:
         """JSON-friendly description used by ``segsuite plugins``."""
         return {
@@ -143,9 +169,9 @@ class Domain:
             "default_model": {"name": self.default_model.name, "options": dict(self.default_model.options)},
             "patch_size": list(self.patch_size),
             "readers": sorted(self.readers),
-            "writers": sorted(self.writers),
             "dataset_formats": sorted(self.dataset_formats),
             "synthetic": self.synthetic is not None,
             "outputs": list(self.outputs),
-            "demo": self.demo is not None,
+            "run_options": [o.flag for o in self.pipeline.options] if self.pipeline is not None else [],
+            "demo": self.sample is not None,
         }

@@ -29,7 +29,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,12 +329,11 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "class"
 
 
-def explain_images(predictor: Any, inputs: Sequence[Path], reader: Callable[[Path], Any], class_name: str,
-                   output: str | Path, *, layer: str | None = None, max_size: int = 1024,
-                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Per 2D input write ``{stem}_{class}_cam.png`` (heatmap, fixed 0..1 scale),
-    ``{stem}_{class}_cam_overlay.png`` (over the image, predicted region outlined) and
-    ``{stem}_{class}_cam.json``; return the JSON records.
+def explain_image(predictor: Any, item: Any, index: int, outputs: Mapping[str, Path], *, layer: str | None = None,
+                  max_size: int = 1024) -> dict[str, Any]:
+    """Seg-Grad-CAM of class ``index`` on one 2D input: writes ``outputs["cam"]`` (heatmap, fixed
+    0..1 scale) and ``outputs["overlay"]`` (over the image, predicted region outlined); returns the
+    record.
 
     Inputs larger than ``max_size`` on a side are explained on their centre crop of that size
     (gradients of a whole large scene would not fit in memory); the crop is in the record.
@@ -344,79 +343,69 @@ def explain_images(predictor: Any, inputs: Sequence[Path], reader: Callable[[Pat
     import cv2
 
     from .data.images import write_image
-    from .io import write_json
     from .visualize import heat_overlay, heatmap
 
-    if predictor.spatial_dims != 2:
-        raise SegsuiteError(f"a {predictor.spatial_dims}D model: image explanations need a 2D model")
-    if max_size < 16:
-        raise SegsuiteError(f"--max-size {max_size} is too small (at least 16 pixels)")
-    index = class_index(predictor.class_map, class_name)
+    t0 = time.perf_counter()
+    path = getattr(item, "source", None) or ""
     cls = predictor.class_map.names[index]
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for path in inputs:
-        t0 = time.perf_counter()
-        item = reader(path)
-        arr = fit_channels(np.asarray(item.array), predictor.model.in_channels, path)
-        if 0 in arr.shape:
-            raise SegsuiteError(f"{path}: image has zero size {tuple(arr.shape[1:])}")
-        arr, crop = centre_crop(arr, max_size)
-        nodata = getattr(getattr(item, "spatial", None), "nodata", None)
-        valid_np = ~np.all(arr == nodata, axis=0) if nodata is not None else np.ones(arr.shape[1:], bool)
-        if not valid_np.any():
-            raise SegsuiteError(f"{path}: every pixel is nodata; nothing to explain")
-        if predictor.normalization.get("dtype") == "uint8" and arr.dtype == np.uint16:
-            arr = arr.astype(np.float32) * (255.0 / 65535.0)  # a 16-bit image for a model trained on 8-bit ones
-        x = predictor.prepare(arr.astype(np.float32)).to(predictor.device)
-        valid = torch.from_numpy(valid_np)[None].to(predictor.device)
-        x[:, :, ~valid[0]] = 0.0
-        result = seg_grad_cam(predictor.model, x, index, layer=layer, valid=valid if nodata is not None else None)
-        cam = result.cam[0].cpu().numpy().astype(np.float32)
-        region = (result.labels[0].cpu().numpy() == index) & valid_np
-        stem = f"{getattr(item, 'name', Path(path).stem)}_{safe_name(cls)}_cam"
-        write_image(out / f"{stem}.png", heatmap(cam, "jet"))
-        shown = heat_overlay(arr, cam, "jet")
-        if region.any():
-            contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            cv2.drawContours(shown, contours, -1, (255, 255, 255), 1)
-        write_image(out / f"{stem}_overlay.png", shown)
-        n_valid = int(valid_np.sum())
-        record = {
-            "input": str(path), "class": cls, "class_index": index,
-            "layer": result.layer, "layer_auto": layer is None, "layer_shape": list(result.layer_shape),
-            "region": result.region[0],
-            "region_note": ("gradient of the class's logits summed over the pixels predicted as the class"
-                            if result.region[0] == "predicted" else
-                            "the class is predicted nowhere: gradient of its logits summed over the whole image"),
-            "predicted_pixels": int(region.sum()), "predicted_fraction": round(float(region.sum()) / n_valid, 5),
-            "cam_mass_inside_predicted": (None if result.region[0] == "image" else
-                                          _round(result.mass_inside(torch.from_numpy(region)[None])[0])),
-            "cam_mean": round(float(cam[valid_np].mean()), 5),
-            "cam_empty": bool(cam.max() <= 0),
-            "size": list(arr.shape[1:]), "crop": crop,
-            "outputs": {"cam": f"{stem}.png", "overlay": f"{stem}_overlay.png"},
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
-        if result.normalised_after:
-            record["caveat"] = (f"instance normalisation after this layer ({', '.join(result.normalised_after[:3])}) removes "
-                                "each channel's spatial mean from the gradients, so their spatial averages (the Grad-CAM "
-                                "weights) are close to zero and this map is unreliable; prefer the default layer")
-        write_json(out / f"{stem}.json", record)
-        records.append(record)
-        if log is not None:
-            if record["region"] == "image":
-                where = "predicted nowhere (explained over the whole image)"
-            else:
-                where = f"predicted on {100 * record['predicted_fraction']:.1f} % of pixels"
-            if record["cam_empty"]:
-                where += ", the map is empty (no positive evidence at this layer)"
-            elif record["cam_mass_inside_predicted"] is not None:
-                where += f", {100 * record['cam_mass_inside_predicted']:.0f} % of the map inside"
-            log(f"{Path(path).name}: {cls} {where}; layer {result.layer}" + (f"; centre crop {crop}" if crop else "")
-                + ("; see the caveat in the JSON" if result.normalised_after else ""))
-    return records
+    arr = fit_channels(np.asarray(item.array), predictor.model.in_channels, path)
+    if 0 in arr.shape:
+        raise SegsuiteError(f"{path}: image has zero size {tuple(arr.shape[1:])}")
+    arr, crop = centre_crop(arr, max_size)
+    nodata = getattr(getattr(item, "spatial", None), "nodata", None)
+    valid_np = ~np.all(arr == nodata, axis=0) if nodata is not None else np.ones(arr.shape[1:], bool)
+    if not valid_np.any():
+        raise SegsuiteError(f"{path}: every pixel is nodata; nothing to explain")
+    if predictor.normalization.get("dtype") == "uint8" and arr.dtype == np.uint16:
+        arr = arr.astype(np.float32) * (255.0 / 65535.0)  # a 16-bit image for a model trained on 8-bit ones
+    x = predictor.prepare(arr.astype(np.float32)).to(predictor.device)
+    valid = torch.from_numpy(valid_np)[None].to(predictor.device)
+    x[:, :, ~valid[0]] = 0.0
+    result = seg_grad_cam(predictor.model, x, index, layer=layer, valid=valid if nodata is not None else None)
+    cam = result.cam[0].cpu().numpy().astype(np.float32)
+    region = (result.labels[0].cpu().numpy() == index) & valid_np
+    write_image(outputs["cam"], heatmap(cam, "jet"))
+    shown = heat_overlay(arr, cam, "jet")
+    if region.any():
+        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(shown, contours, -1, (255, 255, 255), 1)
+    write_image(outputs["overlay"], shown)
+    n_valid = int(valid_np.sum())
+    record = {
+        "input": str(path), "class": cls, "class_index": index,
+        "layer": result.layer, "layer_auto": layer is None, "layer_shape": list(result.layer_shape),
+        "region": result.region[0],
+        "region_note": ("gradient of the class's logits summed over the pixels predicted as the class"
+                        if result.region[0] == "predicted" else
+                        "the class is predicted nowhere: gradient of its logits summed over the whole image"),
+        "predicted_pixels": int(region.sum()), "predicted_fraction": round(float(region.sum()) / n_valid, 5),
+        "cam_mass_inside_predicted": (None if result.region[0] == "image" else
+                                      _round(result.mass_inside(torch.from_numpy(region)[None])[0])),
+        "cam_mean": round(float(cam[valid_np].mean()), 5),
+        "cam_empty": bool(cam.max() <= 0),
+        "size": list(arr.shape[1:]), "crop": crop,
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+    if result.normalised_after:
+        record["caveat"] = (f"instance normalisation after this layer ({', '.join(result.normalised_after[:3])}) removes "
+                            "each channel's spatial mean from the gradients, so their spatial averages (the Grad-CAM "
+                            "weights) are close to zero and this map is unreliable; prefer the default layer")
+    return record
+
+
+def describe_explanation(record: Mapping[str, Any]) -> str:
+    """The console line for one explained 2D input."""
+    if record["region"] == "image":
+        where = "predicted nowhere (explained over the whole image)"
+    else:
+        where = f"predicted on {100 * record['predicted_fraction']:.1f} % of pixels"
+    if record["cam_empty"]:
+        where += ", the map is empty (no positive evidence at this layer)"
+    elif record["cam_mass_inside_predicted"] is not None:
+        where += f", {100 * record['cam_mass_inside_predicted']:.0f} % of the map inside"
+    crop = record.get("crop")
+    return (f"{Path(record['input']).name}: {record['class']} {where}; layer {record['layer']}"
+            + (f"; centre crop {crop}" if crop else "") + ("; see the caveat in the JSON" if "caveat" in record else ""))
 
 
 def _round(v: float | None) -> float | None:

@@ -16,13 +16,15 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
 
     The temporary name keeps the target's suffix (libraries such as nibabel and GDAL pick
-    the format from it). On any exception the temporary file is removed and ``path`` is
-    left as it was.
+    the format from it) and carries this process's id (``.NAME.partial-PID-XXXX``), so that a
+    later run can tell a killed writer's leftovers from a live one's
+    (:func:`segsuite.core.jobs.clean_stale_partials`). On any exception the temporary file is
+    removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.partial-", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.partial-{os.getpid()}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions

@@ -220,34 +220,35 @@ def evaluation_section(result: Mapping[str, Any], class_map: ClassMap | None, ou
     return section
 
 
-def predictions_section(summaries: Sequence[Mapping[str, Any]], output: Path, class_map: ClassMap,
-                        *, domain: str = "run", title: str = "Segmentation", max_pictures: int = 12) -> ReportSection:
-    """A section for the core's 2D outputs (``{stem}_overlay.png`` and ``{stem}.json`` per image)."""
+def predictions_section(records: Sequence[Mapping[str, Any]], class_map: ClassMap, *, domain: str = "run",
+                        title: str = "Segmentation", max_pictures: int = 12) -> ReportSection:
+    """A section for the core's 2D outputs: each record's ``outputs["overlay"]`` and class shares."""
     section = ReportSection(domain=domain, title=title, legend=class_map)
     rows = []
-    for s in summaries:
-        stem = Path(s["labels"]).name[: -len("_labels.png")]
-        if len(section.images) < max_pictures:
-            section.images.append((f"{stem}: overlay", Path(output) / f"{stem}_overlay.png"))
+    for s in records:
+        name = Path(s["input"]).name
+        overlay = s.get("outputs", {}).get("overlay")
+        if overlay and len(section.images) < max_pictures:
+            section.images.append((f"{name}: overlay", Path(overlay)))
         frac = s.get("fraction", {})
-        rows.append([Path(s["input"]).name, "x".join(map(str, s.get("size", []))),
+        rows.append([name, "x".join(map(str, s.get("size", []))),
                      *(f"{100 * frac.get(n, 0.0):.1f}" for n in class_map.names)])
     section.tables.append(Table("Class shares per image (%)", ["image", "size", *class_map.names], rows))
-    if len(summaries) > max_pictures:
-        section.notes.append(f"pictures of the first {max_pictures} of {len(summaries)} images; every result is in {output}")
-    section.facts.append(("images", str(len(summaries))))
+    if len(records) > max_pictures:
+        section.notes.append(f"pictures of the first {max_pictures} of {len(records)} images; every result is in the run's folder")
+    section.facts.append(("images", str(len(records))))
     return section
 
 
 def summaries_section(domain: str, summaries: Sequence[Mapping[str, Any]], class_map: ClassMap | None) -> ReportSection:
-    """For a domain runner without its own report section: one table row per result with the plain values it returned."""
+    """For a pipeline without its own report section: one table row per result with the plain values it returned."""
     keys: list[str] = []
     for s in summaries:
         keys += [k for k, v in s.items() if k not in keys and (v is None or isinstance(v, (str, int, float, bool)))]
     rows = [[s.get(k) for k in keys] for s in summaries]
     section = ReportSection(domain=domain, title=f"{domain}: results", legend=class_map,
                             tables=[Table("Results", keys, rows)] if keys else [],
-                            notes=[f"the {domain} plugin does not describe its outputs in pictures; this table lists what its runner returned"])
+                            notes=[f"the {domain} plugin does not describe its outputs in pictures; this table lists what its pipeline returned"])
     section.facts.append(("results", str(len(summaries))))
     return section
 
