@@ -37,7 +37,7 @@ def main() -> None:
               f"({ort['latency_ms_median']:.0f} ms), ONNX/eager speed-up {ort['images_per_second'] / eager['images_per_second']:.2f}")
     video = ROOT / "sample_data" / "driving" / "drive.mp4"
     for label, model in (("eager", args.model), ("onnx", str(onnx_path))):
-        r = run_video(Predictor.from_checkpoint(model, device="cpu"), video, work / label)
+        r = run_video(Predictor.from_checkpoint(model, device="cpu"), video, work / f"{label}_overlay.mp4")
         print(f"video end to end ({label}), {r['size'][0]}x{r['size'][1]}, {r['frames']} frames: {r['fps_achieved']:.1f} FPS "
               f"(decode, infer, overlay, encode overlapped)")
 

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_industrial.py [--n 8] [--size 1024]
 
-End to end = read the PNG, infer at native resolution (sliding window over the model's
-256x256 patch), find defects, write mask, heatmap, overlay and JSON. Bare = the model's
+End to end = what `segsuite run industrial` does: the job executor loads the model once, then
+per part reads the PNG, infers at native resolution (sliding window over the model's 256x256
+patch), finds defects, writes mask, heatmap, overlay and JSON; then the summary. Bare = the model's
 forward passes over the same windows. Prints images per second for both, their ratio, and
 where the rest of the time goes.
 """
@@ -31,7 +32,9 @@ def main() -> None:
 
     from segsuite.core.data.images import write_image
     from segsuite.core.infer import Predictor, SlidingWindow
-    from segsuite.plugins.industrial.inspect import inspect_files
+    from segsuite.core.jobs import Job, JobConsole, run_job
+    from segsuite.core.pipeline import check_options
+    from segsuite.plugins.industrial.pipeline import InspectionPipeline
     from segsuite.plugins.industrial.synthetic import render_part
 
     work = Path(tempfile.mkdtemp(prefix="segsuite-bench-ind-"))
@@ -41,11 +44,21 @@ def main() -> None:
         img, _ = render_part(rng, (args.size, args.size), defective=bool(i % 2))
         paths.append(write_image(work / "in" / f"part_{i:02d}.png", img))
 
-    inspect_files(paths[:1], Path(args.model), work / "warm", device="cpu")  # warm-up
+    pipeline = InspectionPipeline()
+    options = check_options(pipeline.options, {})
+
+    def inspect(inputs: list[Path], output: Path) -> None:
+        job = Job(pipeline=pipeline, inputs=inputs, checkpoint=Path(args.model), output=output, options=options,
+                  device="cpu", command="run industrial")
+        result = run_job(job, console=JobConsole(quiet=True))
+        if result.failed:
+            raise SystemExit(f"{len(result.failed)} part(s) failed, first: {result.failed[0].error}")
+
+    inspect(paths[:1], work / "warm")  # warm-up
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    inspect_files(paths, Path(args.model), work / "out", device="cpu")
+    inspect(paths, work / "out")
     prof.disable()
     e2e = time.perf_counter() - t0
 
@@ -64,11 +77,12 @@ def main() -> None:
     print(f"{args.n} images {args.size}x{args.size} grey, CPU fp32, {len(positions)} windows of {patch[0]}x{patch[1]} each: "
           f"end to end {args.n / e2e:.2f} img/s, bare forward {args.n / bare:.2f} img/s, ratio {e2e / bare:.2f}")
     stats = pstats.Stats(prof)
-    total = sum(v[3] for k, v in stats.stats.items() if k[2] == "inspect_files")
+    total = sum(v[3] for k, v in stats.stats.items() if k[0].endswith("jobs.py") and k[2] == "run_job")
     parts = {
         "read": ("images.py", "read_image"), "model (incl. blending)": ("infer.py", "logits"),
-        "find defects": ("inspect.py", "find_defects"), "heatmap": ("inspect.py", "heatmap"),
-        "overlay": ("inspect.py", "overlay_defects"), "write PNGs": ("images.py", "write_image"),
+        "find defects": ("inspection.py", "find_defects"), "heatmap": ("inspection.py", "heatmap"),
+        "overlay": ("inspection.py", "overlay_defects"), "write PNGs": ("images.py", "write_image"),
+        "summary files": ("jobs.py", "_write_summary"),
     }
     for label, (file, func) in parts.items():
         t = sum(v[3] for k, v in stats.stats.items() if k[0].endswith(file) and k[2] == func)

@@ -9,7 +9,8 @@ window, run the same network with the same sliding window (ROI = the model's pat
 overlap 0.5, Gaussian blending, 2 windows per batch), bring the class probabilities back
 to the input grid, take the argmax and write a uint8 label NIfTI:
 
-- segsuite: ``segsuite.plugins.medical.run.run_volumes`` (what ``segsuite run medical`` does);
+- segsuite: the medical pipeline through the core's job executor (``run_job``, what
+  ``segsuite run medical`` does: label volume, volume report, summary.json);
 - MONAI: ``LoadImaged → EnsureChannelFirstd → Orientationd → Spacingd → ScaleIntensityRanged``,
   ``sliding_window_inference``, ``Invertd`` (inverse spacing and orientation on the
   probabilities), ``AsDiscreted(argmax)`` and ``SaveImaged`` (uint8), as in MONAI's tutorials.
@@ -80,9 +81,16 @@ def model_path(tmp: Path, spacing: float | None) -> Path:
 
 
 def run_segsuite(volume: Path, model: Path, out: Path, device: str) -> None:
-    from segsuite.plugins.medical.run import run_volumes
+    from segsuite.core.jobs import Job, JobConsole, run_job
+    from segsuite.core.pipeline import check_options
+    from segsuite.plugins.medical.pipeline import VolumePipeline
 
-    run_volumes([volume], model, out, device=device, log=lambda _m: None)
+    pipeline = VolumePipeline()
+    job = Job(pipeline=pipeline, inputs=[volume], checkpoint=model, output=out, options=check_options(pipeline.options, {}),
+              device=device, command="run medical")
+    result = run_job(job, console=JobConsole(quiet=True))
+    if result.failed:
+        raise SystemExit(f"segsuite failed: {result.failed[0].error}")
 
 
 def run_monai(volume: Path, model: Path, out: Path, device: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from segsuite.core.errors import NotImplementedYet, SegsuiteError
+from segsuite.core.errors import NotImplementedYet
 from segsuite.core.jobs import expand_inputs, require_path
 
 __all__ = ["domain", "execute_job", "expand_inputs", "not_implemented", "registry", "require_path"]

@@ -21,6 +21,7 @@ def evaluate(
     """Evaluate a checkpoint: per-class IoU/accuracy/Dice/BF score, mIoU, confusion matrix (JSON + PNG)."""
     from segsuite.core import tasks
     from segsuite.core.checkpoint import read_card
+    from segsuite.core.pipeline import Evaluates
 
     dom = domain(domain_name)
     require_path(model, "checkpoint (--model)", kind="file")
@@ -33,10 +34,14 @@ def evaluate(
     if dom is None and card.domain:
         dom = domain(card.domain)
     volumetric = card.model.get("spatial_dims", 2) != 2 or (dom is not None and dom.spatial_dims != 2)
-    if volumetric and (dom is None or dom.evaluator is None):
+    pipeline = dom.pipeline if dom is not None else None
+    if volumetric and not isinstance(pipeline, Evaluates):
         raise not_implemented("evaluate", "evaluation of volumetric (3D) models outside a domain that evaluates volumes")
-    if dom is not None and dom.evaluator is not None:
-        result = dom.evaluator(model, data, output, device=device)
+    if isinstance(pipeline, Evaluates):
+        result = pipeline.evaluate(model, data, output, device=device)
+        typer.echo(pipeline.describe_evaluation(result))
+        if output is not None and (Path(output) / "metrics.json").is_file():
+            typer.echo(f"wrote {Path(output) / 'metrics.json'}")
         if report is not None:
             _report(report, result, card, output, dom.name, model, data)
         return

@@ -28,7 +28,11 @@ def export(
     """
     from segsuite.core.export import MAX_ABS_DIFF, MIN_ARGMAX_AGREEMENT, export_model
 
+    from segsuite.core.jobs import refuse_overwrite
+
     require_path(model, "checkpoint", kind="file")
+    if output is not None:
+        refuse_overwrite(output, [model], "checkpoint")
     report = export_model(model, format.value, output)
     for check in report["checks"]:
         typer.echo(f"  {check['size'][0]}x{check['size'][1]}: max |logit diff| {check['max_abs_diff']:.2e} "

@@ -39,6 +39,7 @@ def import_(
     from segsuite.core.errors import SegsuiteError
 
     require_path(input, "annotations (--input)")
+    _refuse_overwriting_sources(output, [input, images])
     class_map = None
     if classes is not None:
         class_map = ClassMap.from_json(classes) if classes.endswith(".json") else ClassMap.from_names(classes)
@@ -60,3 +61,21 @@ def import_(
         typer.echo(f"  {label:<9} {path}")
     if result.problems and not allow_problems:
         raise SegsuiteError(f"{len(result.problems)} annotation problem(s) in {input}; listed above and in {paths['problems']}")
+
+
+def _refuse_overwriting_sources(output: Path, sources: list[Optional[Path]]) -> None:
+    """The import writes OUTPUT/masks/*.png, classes.json, manifest.csv and problems.json: none of them
+    may be (or hold) the annotations or images it reads."""
+    from segsuite.core.errors import SegsuiteError
+    from segsuite.core.jobs import refuse_overwrite
+
+    given = [Path(s) for s in sources if s is not None]
+    masks = (output / "masks").resolve()
+    for src in given:
+        resolved = src.resolve()
+        if resolved == masks or masks in resolved.parents:
+            raise SegsuiteError(f"{output}: the masks would be written into {src}, which this import reads; "
+                                "choose another --output")
+    refuse_overwrite(output, given)
+    for name in ("classes.json", "manifest.csv", "problems.json"):
+        refuse_overwrite(output / name, given)

@@ -133,7 +133,7 @@ def new(
     target: Annotated[Optional[Path], typer.Option("--dir", help="Folder for the package; must be new or empty [./segsuite-NAME]")] = None,
 ) -> None:
     """Create an installable plugin package for a new domain: hooks, class map, reader/writer,
-    sample-data generator, default model, runner, tests and a README."""
+    sample-data generator, default model, a pipeline with one run option, tests and a README."""
     folder = scaffold_plugin(name, target)
     values = plugin_names(name)
     where = shlex.quote(str(folder))

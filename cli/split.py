@@ -53,7 +53,6 @@ def _domain_pairs(data: Path) -> list | None:
 
     for dom in get_registry().domains.values():
         for fmt in dom.dataset_formats.values():
-            detect, pairs = getattr(fmt, "detect", None), getattr(fmt, "pairs", None)
-            if detect is not None and pairs is not None and detect(data):
-                return pairs(data)
+            if fmt.detect is not None and fmt.list_pairs is not None and fmt.detect(data):
+                return fmt.list_pairs(data)
     return None

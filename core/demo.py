@@ -1,10 +1,12 @@
 """``segsuite demo``: every installed domain on its shipped sample, plus a short training run, in one HTML report.
 
-Each domain that provides a ``demo`` function (see :class:`segsuite.core.domain.Domain`) runs
-its own runner on ``sample_data/<domain>/`` with the shipped default model, evaluates the
-result against the sample labels and returns a :class:`~segsuite.core.report.ReportSection`.
-A domain whose sample or model is not shipped is listed as skipped, with the reason, and
-the others go on. The training section runs the generic 2D workflow (generate labelled
+One generic procedure for every domain that declares a :class:`~segsuite.core.domain.Sample`:
+its sample inputs (in ``sample_data/<domain>/``) go through the domain's pipeline with the
+shipped default model and the job executor, exactly as ``segsuite run DOMAIN`` runs them;
+the pipeline's ``report_section`` describes the records, and when the pipeline
+:class:`~segsuite.core.pipeline.Evaluates`, the shipped model is scored on the sample labels
+and the evaluation is added to the section. A domain whose sample or model is not shipped
+is listed as skipped, with the reason, and the others go on. The training section runs the generic 2D workflow (generate labelled
 shapes, split, train a U-Net, evaluate, segment), the one part of segsuite the shipped
 models do not show. Everything lands in one folder with ``index.html`` and ``summary.json``.
 """
@@ -26,16 +28,56 @@ class SampleMissing(SegsuiteError):
     """A domain's shipped sample data or default model is not in this checkout."""
 
 
-def sample_files(domain: str, *names: str) -> list[Path]:
-    """``sample_data/<domain>/<name>`` for each name, or :class:`SampleMissing` naming the first absent one."""
+def sample_inputs(domain: Any, pipeline: Any) -> list[Path]:
+    """The files of a domain's :class:`Sample` inputs, or :class:`SampleMissing` naming the first absent one."""
+    from .jobs import expand_inputs
     from .sample_data import sample_data_dir
 
-    root = sample_data_dir() / domain
-    paths = [root / n for n in names]
-    for p in paths:
-        if not p.exists():
-            raise SampleMissing(f"no shipped sample {p}")
-    return paths
+    root = sample_data_dir() / domain.name
+    suffixes = getattr(pipeline, "suffixes", None) or tuple(domain.readers) or None
+    found: list[Path] = []
+    for spec in domain.sample.inputs:
+        path = root / spec
+        if not any(ch in spec for ch in "*?[") and not path.exists():
+            raise SampleMissing(f"no shipped sample {path}")
+        try:
+            found += expand_inputs(str(path), suffixes)
+        except SegsuiteError as exc:
+            raise SampleMissing(f"no shipped sample: {exc}") from None
+    return found
+
+
+def domain_section(domain: Any, output: Path, device: str) -> ReportSection:
+    """One domain's demo section: its sample through its pipeline (the code of ``segsuite run``), then its evaluation."""
+    from .checkpoint import read_card
+    from .image_pipeline import ImagePipeline
+    from .jobs import Job, JobConsole, run_job
+    from .pipeline import Evaluates, check_options
+    from .sample_data import default_checkpoint, sample_data_dir
+
+    sample = domain.sample
+    pipeline = domain.pipeline or ImagePipeline(reader=lambda p: domain.reader_for(p)(p), suffixes=tuple(domain.readers),
+                                                name=domain.name)
+    inputs = sample_inputs(domain, pipeline)
+    model = default_checkpoint(domain.name)
+    job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output / "run",
+              options=check_options(pipeline.options, dict(sample.options)), device=device, command=f"demo {domain.name}")
+    result = run_job(job, console=JobConsole(quiet=True))
+    if result.failed:
+        first = result.failed[0]
+        return ReportSection.failed(domain.name, f"failed: {len(result.failed)} of {len(result.results)} sample input(s) "
+                                                 f"failed, first: {first.error}")
+    class_map = read_card(model).classes
+    section = pipeline.report_section(result.records, class_map, output)
+    if sample.note:
+        section.notes.insert(0, sample.note)
+    if sample.labels is not None and isinstance(pipeline, Evaluates):
+        labels = sample_data_dir() / domain.name / sample.labels
+        if not labels.exists():
+            raise SampleMissing(f"no shipped sample {labels}")
+        evaluation = pipeline.evaluate(model, labels, output / "evaluation", device=device)
+        pipeline.add_evaluation(section, evaluation, output / "evaluation")
+    return section
 
 
 def run_demo(output: str | Path, *, device: str = "cpu", domains: Sequence[str] | None = None, train: bool = True,
@@ -59,17 +101,17 @@ def run_demo(output: str | Path, *, device: str = "cpu", domains: Sequence[str] 
     for name in names:
         dom = known[name]
         t0 = time.perf_counter()
-        if dom.demo is None:
-            sections.append(ReportSection.skipped(name, f"the plugin of the {name} domain provides no demo"))
-            log(f"{name}: skipped (no demo)")
+        if dom.sample is None:
+            sections.append(ReportSection.skipped(name, f"the plugin of the {name} domain ships no sample"))
+            log(f"{name}: skipped (no sample)")
             continue
         log(f"{name}: running the shipped model on the sample data")
         try:
-            section = dom.demo(out / name, device)
+            section = domain_section(dom, out / name, device)
         except (SampleMissing, NotImplementedYet) as exc:
             section = ReportSection.skipped(name, f"skipped: {exc}")
-        except SegsuiteError as exc:
-            section = ReportSection.failed(name, f"failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one domain's failure must not take the demo down
+            section = ReportSection.failed(name, f"failed: {' '.join(str(exc).split()) or type(exc).__name__}")
         seconds[name] = round(time.perf_counter() - t0, 2)
         if section.status == "ok":
             section.notes.append(f"{seconds[name]:.1f} s on {device}, outputs in {name}/")
@@ -126,7 +168,7 @@ def training_section(out: Path, *, epochs: int, images: int, seed: int, device: 
     log("training: evaluating the best checkpoint on the held-out test split and segmenting it")
     metrics = tasks.evaluate(fit.best_checkpoint, manifests["test"], out / "evaluation", device=device)
     test_images = [p.image for p in parts["test"]]
-    tasks.predict_images(fit.best_checkpoint, test_images, out / "predictions", device=device, log=lambda _m: None)
+    predictions = tasks.predict_images(fit.best_checkpoint, test_images, out / "predictions", device=device)
 
     section = ReportSection(domain="training", title="Training: the generic 2D workflow on generated shapes", legend=SHAPES)
     counts = {k: len(v) for k, v in parts.items()}
@@ -137,10 +179,10 @@ def training_section(out: Path, *, epochs: int, images: int, seed: int, device: 
                          "evaluated on the held-out test split.")
     write_preview(training_chart(fit.history), out / "training_curves.png")
     section.images.append(("training loss and validation mIoU per epoch", out / "training_curves.png"))
-    for p in test_images[:4]:
+    for p, record in list(zip(test_images, predictions))[:4]:
         stem = read_image(p).name
         section.images.append((f"{stem}: test image", p))
-        section.images.append((f"{stem}: prediction overlay", out / "predictions" / f"{stem}_overlay.png"))
+        section.images.append((f"{stem}: prediction overlay", Path(record["outputs"]["overlay"])))
     section.tables.append(Table("Training log", ["epoch", "train loss", "validation loss", "validation mIoU", "seconds"],
                                 [[r["epoch"], r.get("train_loss"), r.get("val_loss"), r.get("mean_iou"), r.get("time_s")]
                                  for r in fit.history]))

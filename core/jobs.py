@@ -369,20 +369,33 @@ def _suppress_os() -> Iterator[None]:
 
 
 class Engine(Protocol):
-    """Runs the planned inputs of a job and hands each result to ``done`` as it finishes."""
+    """Runs a job's planned inputs: ``prepare`` loads what every input needs (before any output
+    folder is made, so a refused model leaves nothing behind), ``execute`` hands each result to
+    ``done`` as it finishes."""
+
+    def prepare(self, job: Job, warn: Callable[[str], None]) -> None: ...
 
     def execute(self, job: Job, todo: Sequence[PlannedInput], done: Callable[[InputResult], None],
-                warn: Callable[[str], None], progress: Callable[[int, int], None] | None) -> None: ...
+                progress: Callable[[int, int], None] | None) -> None: ...
 
 
 class LocalEngine:
     """In this process: the model is loaded once, inputs run one after another."""
 
-    def execute(self, job: Job, todo: Sequence[PlannedInput], done: Callable[[InputResult], None],
-                warn: Callable[[str], None], progress: Callable[[int, int], None] | None) -> None:
+    def __init__(self) -> None:
+        self._context: RunContext | None = None
+
+    def prepare(self, job: Job, warn: Callable[[str], None]) -> None:
         model = job.pipeline.load(job.checkpoint, job.options, job.device)
-        context = RunContext(model=model, options=job.options, checkpoint=job.checkpoint, device=job.device,
-                             output=job.output, warn=warn, progress=progress)
+        self._context = RunContext(model=model, options=job.options, checkpoint=job.checkpoint, device=job.device,
+                                   output=job.output, warn=warn)
+
+    def execute(self, job: Job, todo: Sequence[PlannedInput], done: Callable[[InputResult], None],
+                progress: Callable[[int, int], None] | None) -> None:
+        if self._context is None:
+            self.prepare(job, lambda _m: None)
+        context = self._context
+        context.progress = progress
         for item in todo:
             done(run_unit(job.pipeline, item, context))
 
@@ -509,6 +522,7 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
     console = console or JobConsole()
     engine = engine or LocalEngine()
     plan = plan_job(job.pipeline, job.inputs, job.output, job.options, job.checkpoint)
+    engine.prepare(job, console.warning)  # model problems stop the job before any folder is made
     folders = {p.parent for item in plan.inputs for p in item.outputs.values()} | {plan.folder}
     for folder in folders:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -546,7 +560,7 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
 
         try:
             with _signals_raise():
-                engine.execute(job, todo, done, console.warning, sub_progress)
+                engine.execute(job, todo, done, sub_progress)
         except KeyboardInterrupt:
             interrupted, exit_code = "SIGINT", 130
         except JobInterrupted as exc:

@@ -7,7 +7,6 @@ subprocess. Domain plugins reuse them and add their own formats and outputs.
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -132,62 +131,21 @@ def _write_per_image(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def predict_images(checkpoint: str | Path, inputs: Sequence[Path], output: str | Path, *, device: str = "auto",
-                   window: Any = None, registry: Any = None, reader: Callable[[Path], Any] | None = None,
-                   log: Callable[[str], None] = _log_default, uncertainty: str | None = None) -> list[dict[str, Any]]:
-    """Segment 2D images; per image write label PNG, colour PNG, overlay PNG; return summaries.
+                   reader: Callable[[Path], Any] | None = None, uncertainty: str | None = None) -> list[dict[str, Any]]:
+    """Segment 2D images through the core's image pipeline and the job executor (quietly); return
+    the records. Raises the first input's error when any input fails (this is an API call, not a batch
+    command: ``segsuite run`` reports failures per input instead)."""
+    from .image_pipeline import ImagePipeline
+    from .jobs import Job, JobConsole, run_job
+    from .pipeline import check_options
 
-    With ``uncertainty`` (entropy, tta or mcdropout; see :mod:`segsuite.core.uncertainty`) also
-    ``{stem}_uncertainty.png`` (heatmap on the fixed 0..1 scale) and ``{stem}_uncertainty.tif``
-    (the float32 map itself), and the map's mean and maximum in the JSON summary.
-    """
-    from . import uncertainty as unc
-    from .data.images import read_image, write_image
-    from .infer import Predictor
-    from .visualize import heatmap, overlay
-
-    unc.check_method(uncertainty)
-
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, registry=registry, window=window)
-    classes = predictor.class_map
-    if predictor.spatial_dims != 2:
-        raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; run it through its domain (segsuite run DOMAIN)")
-    if uncertainty == "mcdropout":
-        unc.require_dropout(predictor.model)  # before any output
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    reader = reader or read_image
-    summaries = []
-    for path in inputs:
-        t0 = time.perf_counter()
-        item = reader(path)
-        umap = None
-        if uncertainty:
-            probs, umap_t = predictor.probabilities_and_uncertainty(item.array, uncertainty)
-            labels_t, umap = probs.argmax(1)[0], umap_t[0].cpu().numpy().astype(np.float32)
-        else:
-            labels_t = predictor.predict(item.array)[0]
-        labels = labels_t.cpu().numpy().astype(np.uint8 if classes.num_classes <= 256 else np.uint16)
-        stem = item.name
-        write_image(out / f"{stem}_labels.png", labels)
-        write_image(out / f"{stem}_color.png", classes.colorize(labels))
-        write_image(out / f"{stem}_overlay.png", overlay(item.array, labels, classes))
-        counts = np.bincount(labels.ravel(), minlength=classes.num_classes)
-        summary = {
-            "input": str(path),
-            "labels": f"{stem}_labels.png",
-            "size": list(labels.shape),
-            "pixels": {n: int(c) for n, c in zip(classes.names, counts)},
-            "fraction": {n: float(c) / labels.size for n, c in zip(classes.names, counts)},
-            "seconds": round(time.perf_counter() - t0, 4),
-        }
-        if umap is not None:
-            write_image(out / f"{stem}_uncertainty.png", heatmap(umap))
-            write_image(out / f"{stem}_uncertainty.tif", umap)
-            summary["uncertainty"] = {"method": uncertainty, "map": f"{stem}_uncertainty.tif", **unc.summary(umap)}
-        write_json(out / f"{stem}.json", summary)
-        summaries.append(summary)
-        log(f"{path.name}: " + ", ".join(f"{n} {100 * f:.1f}%" for n, f in summary["fraction"].items()))
-    return summaries
+    pipeline = ImagePipeline(reader=reader)
+    job = Job(pipeline=pipeline, inputs=[Path(p) for p in inputs], checkpoint=Path(checkpoint), output=Path(output),
+              options=check_options(pipeline.options, {"uncertainty": uncertainty} if uncertainty else {}), device=device)
+    result = run_job(job, console=JobConsole(quiet=True))
+    if result.failed:
+        raise SegsuiteError(result.failed[0].error or "prediction failed")
+    return result.records
 
 
 def pick_format(domain: Any, data: str | Path, name: str | None = None) -> Callable[..., Any] | None:
@@ -203,8 +161,7 @@ def pick_format(domain: Any, data: str | Path, name: str | None = None) -> Calla
                                 f"choose one of: {', '.join(formats) or 'none (paired image folders only)'}")
         return formats[name]
     for fmt in formats.values():
-        detect = getattr(fmt, "detect", None)
-        if detect is not None and Path(data).exists() and detect(Path(data)):
+        if fmt.detect is not None and Path(data).exists() and fmt.detect(Path(data)):
             return fmt
     return None
 

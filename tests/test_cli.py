@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,79 @@ def test_segsuite_warnings_are_one_line_in_the_shell(tmp_path, segsuite_proc):
     warn = [ln for ln in res.stderr.splitlines() if "label ids [42]" in ln]
     assert warn and all(ln.startswith("segsuite: warning: ") for ln in warn)
     assert "UnknownLabelWarning" not in res.stderr and "warnings.warn" not in res.stderr
+
+
+def test_run_domain_help_shows_exactly_that_domains_options(cli):
+    from segsuite.core.plugins import load_plugins
+
+    domains = load_plugins(entry_points=False).domains
+    flags = {name: {o.flag for o in d.pipeline.options} for name, d in domains.items() if d.pipeline is not None}
+    assert set(flags) == {"driving", "industrial", "medical", "satellite"}
+    every = set().union(*flags.values())
+    for name, own in flags.items():
+        res = cli("run", name, "--help")
+        assert res.exit_code == 0, res.output
+        shown = {f for f in every if f"\n  {f} " in res.stdout or f"\n  {f}\n" in res.stdout}
+        assert shown == own, name
+        for common in ("--input", "--model", "--output", "--report", "--skip-existing"):
+            assert common in res.stdout
+    res = cli("run", "--help")
+    for name in flags:
+        assert f"\n  {name} " in res.stdout
+
+
+def _tiny_checkpoint(path: Path, channels: int = 3) -> Path:
+    from segsuite.core.checkpoint import ModelCard, save_checkpoint
+    from segsuite.core.models import build_model
+    from segsuite.core.plugins import load_plugins
+
+    model = build_model("segnet", channels, 2, registry=load_plugins(entry_points=False), widths=[4])
+    return save_checkpoint(path, model, ModelCard(model=model.card(), class_map={"names": ["bg", "thing"]}, domain=None))
+
+
+def test_generic_run_isolates_bad_images_first_and_last(cli, tmp_path):
+    import numpy as np
+
+    from segsuite.core.data.images import write_image
+
+    ckpt = _tiny_checkpoint(tmp_path / "m.safetensors")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a_broken.png").write_bytes(b"not a png")
+    for name in ("b", "c"):
+        write_image(images / f"{name}.png", np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    (images / "z_broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    res = cli("run", "--model", ckpt, "--input", images, "--output", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("segsuite: error:")]
+    assert len(errors) == 3 and "a_broken.png" in errors[0] and "z_broken.jpg" in errors[1]
+    assert errors[2].endswith("2 of 4 failed; see " + str(tmp_path / "out" / "summary.json"))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [e["status"] for e in summary["inputs"]] == ["failed", "ok", "ok", "failed"]
+    for name in ("b", "c"):
+        assert (tmp_path / "out" / f"{name}_labels.png").is_file() and (tmp_path / "out" / f"{name}.json").is_file()
+    assert not list((tmp_path / "out").glob("a_broken*")) and not list((tmp_path / "out").glob(".*partial*"))
+
+
+def test_options_before_the_domain_and_unknown_domains_are_one_line_errors(cli, tmp_path):
+    assert_one_line_error(cli("run", "--input", "x.png", "industrial"), "put the options after the domain")
+    assert_one_line_error(cli("run", "industrail", "--input", "x.png"), "unknown domain 'industrail'", "industrial")
+    res = cli("run")
+    assert res.exit_code == 0 and "segsuite run DOMAIN --help" in res.stdout
+
+
+def test_export_and_labels_import_refuse_to_overwrite_their_inputs(cli, tmp_path):
+    ckpt = _tiny_checkpoint(tmp_path / "m.safetensors")
+    before = ckpt.read_bytes()
+    assert_one_line_error(cli("export", "--model", ckpt, "--output", tmp_path / "sub" / ".." / "m.safetensors"),
+                          "would overwrite the checkpoint")
+    assert ckpt.read_bytes() == before
+    masks = tmp_path / "labelled" / "masks"
+    masks.mkdir(parents=True)
+    (masks / "a.png").write_bytes(b"x")
+    (tmp_path / "classes.json").write_text(json.dumps({"names": ["bg", "a"], "colors": [[0, 0, 0], [255, 0, 0]]}))
+    res = cli("labels", "import", "--format", "color", "--input", masks, "--images", masks,
+              "--classes", tmp_path / "classes.json", "--output", tmp_path / "labelled")
+    assert_one_line_error(res, "which this import reads")
+    assert_one_line_error(cli("labels", "import", "--format", "labelme", "--input", tmp_path, "--output", tmp_path),
+                          "would overwrite the input")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from segsuite.core.hookspecs import hookimpl
 from segsuite.core.infer import Predictor
 from segsuite.core.models import build_model
 from segsuite.core.models.base import SegmentationModel
+from segsuite.core.pipeline import BasePipeline, Explains
 from segsuite.core.plugins import load_plugins
 from segsuite.plugins.satellite.synthetic import make_scenes
 
@@ -169,34 +171,72 @@ def test_explain_cli_errors(tmp_path, cli):
     assert cli("explain", "satellite", "--input", scene).exit_code == 2  # --class is required
 
 
-class _VolumePlugin:
-    """A 3D domain whose runner explains its own inputs, as the medical domain will."""
+class _VolumeExplainer(BasePipeline):
+    """What a 3D domain's explainer pipeline gets from the executor."""
 
     calls: list = []
 
+    def __init__(self, class_name, layer):
+        self.class_name, self.layer = class_name, layer
+
+    def load(self, checkpoint, options, device):
+        return (checkpoint, device)
+
+    def outputs(self, source, stem, folder, options, file=None):
+        return {"cam": folder / f"{stem}_{self.class_name}_cam.vol", "record": folder / f"{stem}_{self.class_name}_cam.json"}
+
+    def run_one(self, source, outputs, context):
+        _VolumeExplainer.calls.append((source, context.model, self.class_name, self.layer, Path(outputs["cam"]).name))
+        Path(outputs["cam"]).write_bytes(b"cam")
+        return {"class": self.class_name}
+
+    def describe(self, record):
+        return f"{record['input']}: {record['class']}"
+
+
+class _VolumePipeline(BasePipeline):
+    """A 3D domain whose pipeline explains its own inputs (Explains), as the medical domain does."""
+
+    suffixes = (".vol",)
+
+    def load(self, checkpoint, options, device):
+        raise AssertionError("explain must use the explainer, not the run pipeline")
+
+    def outputs(self, source, stem, folder, options, file=None):
+        return {}
+
+    def run_one(self, source, outputs, context):
+        return {}
+
+    def describe(self, record):
+        return ""
+
+    def explainer(self, class_name, layer):
+        return _VolumeExplainer(class_name, layer)
+
+
+class _VolumePlugin:
     @hookimpl
     def segsuite_domains(self):
-        def runner(inputs, checkpoint, output, *, device="auto", explain=None):
-            _VolumePlugin.calls.append((list(inputs), checkpoint, output, device, explain))
-            return [{"input": str(p)} for p in inputs]
-
         return [Domain(name="volumes", description="test volumes", spatial_dims=3, in_channels=1,
                        class_maps={"x": ClassMap(("bg", "organ"))}, default_model=ModelSpec("unet3d"),
-                       patch_size=(32, 32, 32), readers={".vol": lambda p: None}, runner=runner)]
+                       patch_size=(32, 32, 32), readers={".vol": lambda p: None}, pipeline=_VolumePipeline())]
 
 
-def test_a_runner_that_takes_explain_does_the_explaining(tmp_path, cli):
+def test_a_pipeline_that_explains_does_the_explaining(tmp_path, cli):
+    assert isinstance(_VolumePipeline(), Explains)
     (tmp_path / "a.vol").write_bytes(b"")
     ckpt = tmp_path / "m.safetensors"
     ckpt.write_bytes(b"")
     registry = load_plugins(entry_points=False, extra=[("volumes", _VolumePlugin())])
     res = cli("explain", "volumes", "--input", tmp_path / "a.vol", "--class", "organ", "--model", ckpt, "--output",
-              tmp_path / "out", "--device", "cpu", registry=registry)
+              tmp_path / "out", "--device", "cpu", "--layer", "enc.1", registry=registry)
     assert res.exit_code == 0, res.output
-    assert _VolumePlugin.calls == [([tmp_path / "a.vol"], ckpt, tmp_path / "out", "cpu", "organ")]
-    res = cli("explain", "volumes", "--input", tmp_path / "a.vol", "--class", "organ", "--model", ckpt, "--layer", "x",
+    assert _VolumeExplainer.calls == [(tmp_path / "a.vol", (ckpt, "cpu"), "organ", "enc.1", "a_organ_cam.vol")]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["inputs"][0]["status"] == "ok"
+    res = cli("explain", "volumes", "--input", tmp_path / "a.vol", "--class", "organ", "--model", ckpt, "--max-size", "64",
               registry=load_plugins(entry_points=False, extra=[("volumes", _VolumePlugin())]))
-    assert_one_line_error(res, "do not take --layer")
+    assert_one_line_error(res, "do not take --max-size")
 
 
 @pytest.mark.parametrize("domain, image, class_name", [

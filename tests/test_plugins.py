@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,8 @@ import pytest
 from segsuite.core.domain import Domain
 from segsuite.core.hookspecs import hook_names
 from segsuite.core.plugins import BUILTIN_PLUGINS, PluginWarning, load_plugins
+
+from conftest import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "tests" / "example_plugin"
@@ -65,13 +68,16 @@ def test_installed_third_party_plugin_adds_a_domain_and_a_command(example_site, 
     assert res.returncode == 0, res.stderr
     desc = json.loads(res.stdout)
     by_name = {p["name"]: p for p in desc["plugins"]}
-    assert {"driving", "medical", "industrial", "satellite", "microscopy"} <= set(by_name)
+    builtins = set(BUILTIN_PLUGINS) - _disabled_here()
+    assert builtins | {"microscopy"} <= set(by_name)
     micro = by_name["microscopy"]
     assert micro["source"] == "segsuite-microscopy 0.2.0" and not micro["builtin"]
     assert micro["commands"] == ["cells"]
     (dom,) = micro["domains"]
     assert dom["name"] == "microscopy" and dom["class_maps"] == {"cells": ["background", "cytoplasm", "nucleus"]}
-    assert by_name["satellite"]["commands"] == ["tile", "stats"]
+    assert dom["run_options"] == ["--min-cell-area"]
+    if "satellite" in builtins:
+        assert by_name["satellite"]["commands"] == ["tile", "stats"]
 
     # the plugin's command runs, and the text listing shows the plugin too
     from segsuite.core.data.images import write_image
@@ -90,10 +96,84 @@ def test_installed_third_party_plugin_adds_a_domain_and_a_command(example_site, 
     assert "unknown domain" not in res.stderr
 
 
+def _disabled_here() -> set[str]:
+    """Plugins this test run switched off with SEGSUITE_DISABLE_PLUGINS (the subprocesses inherit it)."""
+    return {p.strip() for p in os.environ.get("SEGSUITE_DISABLE_PLUGINS", "").split(",") if p.strip()}
+
+
+def _cell_images(folder: Path, n: int = 8, size: int = 32) -> Path:
+    """``folder/images`` + ``folder/masks``: grey discs (cytoplasm) with a bright core (nucleus) on a dark field."""
+    from segsuite.core.data.images import write_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for i in range(n):
+        image = rng.normal(20, 4, (size, size))
+        mask = np.zeros((size, size), np.uint8)
+        for _ in range(3):
+            cy, cx, r = *rng.uniform(6, size - 6, 2), rng.uniform(3, 6)
+            d = np.hypot(yy - cy, xx - cx)
+            mask[d <= r], image[d <= r] = 1, 110
+            mask[d <= r / 2], image[d <= r / 2] = 2, 220
+        write_image(folder / "images" / f"cells_{i}.png", np.clip(image, 0, 255).astype(np.uint8))
+        write_image(folder / "masks" / f"cells_{i}.png", mask)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_example_domain_declares_a_run_option_that_works_end_to_end(example_site, segsuite_proc, tmp_path):
+    import cv2
+
+    from segsuite.core.data.images import read_image_array
+
+    def segsuite(*args):
+        return segsuite_proc(*args, pythonpath=[example_site])
+
+    # the option the plugin's pipeline declares is an option of `run microscopy`, and only of it
+    res = segsuite("run", "microscopy", "--help")
+    assert res.returncode == 0, res.stderr
+    assert "--min-cell-area" in res.stdout and "--input" in res.stdout and "--skip-existing" in res.stdout
+    assert "--min-cell-area" not in segsuite("run", "--help").stdout
+
+    # a bad value is one line, before any input is read (this input does not even exist)
+    res = segsuite("run", "microscopy", "--input", tmp_path / "missing.png", "--min-cell-area", "-1")
+    assert_one_line_error(res, "--min-cell-area -1", "at least 0")
+
+    # a tiny model for the domain, then the option end to end
+    data = _cell_images(tmp_path / "data")
+    res = segsuite("train", "microscopy", "--data", data, "--model", "segnet", "-O", "widths=[8,16]",
+                   "--patch-size", "32,32", "--epochs", "1", "--batch-size", "8", "--lr", "3e-2",
+                   "--class-weights", "inverse",  # one epoch then predicts some cells, large and small
+                   "--device", "cpu", "--output", tmp_path / "train")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "out"
+    res = segsuite("run", "microscopy", "--input", data / "images", "--model", tmp_path / "train" / "last.safetensors",
+                   "--output", out, "--min-cell-area", "5", "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "segsuite run microscopy" and summary["options"] == {"min_cell_area": 5}
+    assert [e["status"] for e in summary["inputs"]] == ["ok"] * 8
+    regions = ignored = 0
+    for entry in summary["inputs"]:
+        record = json.loads(Path(entry["outputs"]["record"]).read_text())
+        labels = read_image_array(entry["outputs"]["labels"])
+        _, _, stats, _ = cv2.connectedComponentsWithStats((labels > 0).astype(np.uint8), connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        regions += len(areas)
+        ignored += record["ignored_regions"]
+        # the record counts exactly the predicted regions of at least 5 pixels
+        assert record["min_cell_area"] == 5
+        assert record["cells"] == int((areas >= 5).sum()) and record["ignored_regions"] == int((areas < 5).sum())
+        assert record["cell_areas"] == sorted(int(a) for a in areas if a >= 5)
+        name = Path(entry["input"]).name
+        assert f"{name}: {record['cells']} cell(s) of at least 5 px ({record['ignored_regions']} smaller" in res.stdout
+    assert ignored > 0 and regions > ignored, "no region on either side of --min-cell-area: the checks proved little"
+
+
 def test_autoload_can_be_switched_off(example_site, segsuite_proc):
     res = segsuite_proc("plugins", "--json", pythonpath=[example_site], env={"SEGSUITE_DISABLE_PLUGIN_AUTOLOAD": "1"})
     names = {p["name"] for p in json.loads(res.stdout)["plugins"]}
-    assert "microscopy" not in names and "medical" in names
+    assert "microscopy" not in names and set(BUILTIN_PLUGINS) - _disabled_here() <= names
 
 
 def test_named_plugins_can_be_disabled(segsuite_proc):

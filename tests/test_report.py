@@ -282,9 +282,10 @@ def test_demo_skips_domains_without_shipped_samples(tmp_path, cli, monkeypatch):
 def test_medical_section_renders_in_chromium(tmp_path, chromium):
     if not (SAMPLE / "medical" / "model.safetensors").is_file():
         pytest.skip("no shipped medical sample and model in this checkout")
-    from segsuite.plugins.medical.demo import demo
+    from segsuite.core.demo import domain_section
+    from segsuite.core.plugins import load_plugins
 
-    section = demo(tmp_path / "medical", "cpu")
+    section = domain_section(load_plugins(entry_points=False).domain("medical"), tmp_path / "medical", "cpu")
     index = write_report(tmp_path, [section])
     page = assert_self_contained(index)
     seen = browser_check(chromium, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -42,6 +43,8 @@ def test_scaffolded_plugin_installs_trains_runs_and_passes_its_own_tests(cli, se
     for rel in ("README.md", ".gitignore", f"{MODULE}/__init__.py", f"{MODULE}/plugin.py", "tests/test_plugin.py"):
         assert (package / rel).is_file(), rel
     assert not any("$" in p.read_text() for p in package.rglob("*.py")), "a placeholder was left unsubstituted"
+    assert _cli_imports(package) == [], "a plugin must import nothing from segsuite.cli"
+    assert not (package / MODULE / "runner.py").exists()  # the executor owns the batch loop
 
     site = tmp_path / "site"
     _install(package, site)
@@ -56,7 +59,13 @@ def test_scaffolded_plugin_installs_trains_runs_and_passes_its_own_tests(cli, se
     assert plugin["source"] == "segsuite-lichen 0.1.0" and not plugin["builtin"]
     (dom,) = plugin["domains"]
     assert dom["synthetic"] and dom["class_maps"] == {NAME: ["background", "spot", "streak"]}
-    assert dom["writers"] == [".png", ".tif", ".tiff"]
+    assert dom["run_options"] == ["--min-share"] and "writers" not in dom
+
+    # the pipeline's declared option is an option of `segsuite run NAME`, and only of it
+    res = segsuite_proc("run", NAME, "--help", pythonpath=[site])
+    assert res.returncode == 0, res.stderr
+    assert "--min-share" in res.stdout and "--input" in res.stdout and "--skip-existing" in res.stdout
+    assert "--min-share" not in segsuite_proc("run", "--help", pythonpath=[site]).stdout
 
     # sample data through the domain's generator
     data = tmp_path / "data"
@@ -85,18 +94,36 @@ def test_scaffolded_plugin_installs_trains_runs_and_passes_its_own_tests(cli, se
     for image in images[:2]:
         (inputs / image.name).write_bytes(image.read_bytes())
     out = tmp_path / "results"
-    res = cli("run", NAME, "--input", inputs, "--model", checkpoint, "--output", out, "--device", "cpu", registry=registry)
+    res = cli("run", NAME, "--input", inputs, "--model", checkpoint, "--output", out, "--device", "cpu",
+              "--min-share", "0.05", registry=registry)
     assert res.exit_code == 0, res.output
-    for image in images[:2]:
-        labels = read_image_array(out / f"{image.stem}_labels.png")
+    summary = json.loads((out / "summary.json").read_text())  # the executor's summary, same for every domain
+    assert summary["command"] == f"segsuite run {NAME}" and summary["options"] == {"min_share": 0.05}
+    assert summary["counts"] == {"ok": 2, "failed": 0, "skipped": 0, "not run": 0}
+    assert [Path(e["input"]).name for e in summary["inputs"]] == [image.name for image in images[:2]]
+    for image, entry in zip(images[:2], summary["inputs"]):
+        assert entry["status"] == "ok" and entry["error"] is None
+        outputs = {key: Path(path) for key, path in entry["outputs"].items()}
+        assert outputs == {"labels": out / f"{image.stem}_labels.png", "color": out / f"{image.stem}_color.png",
+                           "overlay": out / f"{image.stem}_overlay.png", "record": out / f"{image.stem}.json"}
+        labels = read_image_array(outputs["labels"])
         assert labels.shape == (160, 160) and labels.max() < 3
-        assert read_image_array(out / f"{image.stem}_overlay.png").shape == (160, 160, 3)
-        summary = json.loads((out / f"{image.stem}.json").read_text())
-        assert sum(summary["pixels"].values()) == 160 * 160
-        assert summary["pixels"]["spot"] == int((labels == 1).sum())
-    assert len(json.loads((out / "summary.json").read_text())["results"]) == 2
-    res = cli("run", NAME, "--input", inputs, "--model", checkpoint, "--threshold", "0.5", registry=registry)
-    assert_one_line_error(res, f"the {NAME} domain does not use --threshold")
+        assert read_image_array(outputs["overlay"]).shape == (160, 160, 3)
+        record = json.loads(outputs["record"].read_text())
+        assert sum(record["pixels"].values()) == 160 * 160
+        assert record["pixels"]["spot"] == int((labels == 1).sum())
+        # --min-share: only the classes covering at least 5% of the image are listed, on the console too
+        assert record["min_share"] == 0.05
+        assert record["classes"] == [n for n, share in record["fraction"].items() if share >= 0.05]
+        line = next(ln for ln in res.stdout.splitlines() if ln.startswith(f"{image.name}: "))
+        assert [part.rsplit(" ", 1)[0] for part in line.split(": ", 1)[1].split(", ")] == record["classes"] \
+            or (record["classes"] == [] and "no class reaches --min-share" in line)
+    assert (out / "summary.csv").read_text().splitlines()[0].startswith("input,status,seconds,error")
+
+    # a bad value is refused in one line before any input is read (this input does not exist)
+    res = cli("run", NAME, "--input", tmp_path / "missing", "--model", checkpoint, "--min-share", "1.5",
+              registry=registry)
+    assert_one_line_error(res, "--min-share 1.5", "between 0 and 1")
 
     # the package's own tests pass against the installed plugin
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
@@ -104,6 +131,17 @@ def test_scaffolded_plugin_installs_trains_runs_and_passes_its_own_tests(cli, se
                          cwd=package, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert " passed" in res.stdout and "failed" not in res.stdout and "skipped" not in res.stdout
+
+
+def _cli_imports(package: Path) -> list[str]:
+    """``file: module`` for every import of ``segsuite.cli`` in the package's Python files."""
+    found = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n == "segsuite.cli" or n.startswith("segsuite.cli.")]
+    return found
 
 
 def _leftovers(parent: Path) -> list[str]:

@@ -159,7 +159,7 @@ def test_demo_runs_a_domain_and_the_training_workflow(tmp_path, cli):
     assert training["images"] == "44/10/10 train/val/test" and training["epochs"] == "1"
     out = tmp_path / "demo"
     for path in ("training/evaluation/metrics.json", "training/evaluation/confusion.png", "training/run/log.csv",
-                 "training/training_curves.png", "industrial/evaluation/metrics.json", "industrial/inspection/summary.csv"):
+                 "training/training_curves.png", "industrial/evaluation/metrics.json", "industrial/run/summary.csv"):
         assert (out / path).is_file(), path
     assert len(list((out / "training" / "predictions").glob("*_overlay.png"))) == 10
     page = (out / "index.html").read_text()

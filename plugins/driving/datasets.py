@@ -1,6 +1,8 @@
-"""Street-scene dataset layouts: Cityscapes (leftImg8bit/ + gtFine/) and CamVid (SegNet release).
+"""Street-scene dataset layouts: Cityscapes (leftImg8bit/ + gtFine/), CamVid (SegNet release) and a
+flat folder of Cityscapes-named frames and label-id files (the shipped sample). Which layout a
+folder is in is decided in :mod:`.formats`.
 
-Both give pairs to the core's SegmentationDataset, which remaps raw label ids to train ids
+All give pairs to the core's SegmentationDataset, which remaps raw label ids to train ids
 through the class map on load (Cityscapes: 34 label ids -> 19 train ids, the rest 255).
 """
 
@@ -29,6 +31,22 @@ def cityscapes_pairs(root: str | Path, split: str) -> list[Pair]:
         pairs.append(Pair(img, gt, img.parent.name))  # group = city, so splits never share a city
     if not pairs:
         raise InputFileError(f"{images}: no *_leftImg8bit.png images")
+    return pairs
+
+
+def cityscapes_named_pairs(root: str | Path) -> list[Pair]:
+    """``*_leftImg8bit.png`` frames anywhere below ``root``, each with the ``*_gtFine_labelIds.png``
+    of the same base name anywhere below ``root`` (e.g. ``frames/`` and ``labels/`` side by side)."""
+    root = Path(root)
+    labels = {p.name[: -len("_gtFine_labelIds.png")]: p for p in sorted(root.rglob("*_gtFine_labelIds.png"))}
+    pairs = []
+    for img in sorted(root.rglob("*_leftImg8bit.png")):
+        base = img.name[: -len("_leftImg8bit.png")]
+        if base not in labels:
+            raise InputFileError(f"{img}: no label file {base}_gtFine_labelIds.png below {root}")
+        pairs.append(Pair(img, labels[base], base.split("_")[0]))  # group = city, as in the full layout
+    if not pairs:
+        raise InputFileError(f"{root}: no *_leftImg8bit.png frames beside its *_gtFine_labelIds.png files")
     return pairs
 
 
@@ -69,3 +87,9 @@ def cityscapes_format(root: str | Path, class_map: ClassMap, *, train: bool, pat
 def camvid_format(root: str | Path, class_map: ClassMap, *, train: bool, patch_size: Any = None,
                   normalization: Normalization | None = None, augment: bool = True) -> SegmentationDataset:
     return _dataset(camvid_pairs(root, "train" if train else "val"), class_map, train, patch_size, normalization, augment)
+
+
+def cityscapes_named_format(root: str | Path, class_map: ClassMap, *, train: bool, patch_size: Any = None,
+                            normalization: Normalization | None = None, augment: bool = True) -> SegmentationDataset:
+    """Every Cityscapes-named pair below ``root`` (no splits: for evaluation and small samples)."""
+    return _dataset(cityscapes_named_pairs(root), class_map, train, patch_size, normalization, augment)

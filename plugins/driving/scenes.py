@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,78 +47,89 @@ def objects_of(labels: np.ndarray, class_map: Any, min_area: int = 20) -> list[d
 
 
 def drivable_mask(labels: np.ndarray, class_map: Any) -> np.ndarray:
+    """Where the labels are a drivable class (road)."""
     ids = [class_map.index(n) for n in DRIVABLE if n in class_map.names]
     return np.isin(labels, ids)
 
 
-def _base_name(path: Path) -> str:
-    stem = path.stem
-    return stem[: -len("_leftImg8bit")] if stem.endswith("_leftImg8bit") else stem
-
-
-def run_images(predictor: Any, inputs: list[Path], out: Path, label_format: str | None,
-               uncertainty: str | None = None) -> list[dict[str, Any]]:
-    """Per image: labels, colours, overlay, drivable area, objects; with ``uncertainty`` also
-    ``{base}_uncertainty.png`` (fixed 0..1 scale). Street scenes have an up and a down, so TTA
-    flips them left-right only (2 passes)."""
+def segment_image(predictor: Any, path: Path, outputs: Mapping[str, Path], label_format: str | None = None,
+                  uncertainty: str | None = None) -> dict[str, Any]:
+    """One street frame: writes ``outputs["labels"]`` (train ids), ``"color"``, ``"overlay"``,
+    ``"drivable"`` (road, white), with ``label_format="cityscapes"`` ``"label_ids"`` and with
+    ``uncertainty`` ``"uncertainty"`` (fixed 0..1 scale); returns the frame's record (size,
+    drivable share, objects). Street scenes have an up and a down, so TTA flips them
+    left-right only (2 passes)."""
     from segsuite.core.data.images import read_image, write_image
-    from segsuite.core.io import write_json
-    from segsuite.core.uncertainty import check_method
     from segsuite.core.uncertainty import summary as uncertainty_summary
     from segsuite.core.visualize import heatmap, overlay
 
-    check_method(uncertainty)
-
+    t0 = time.perf_counter()
     cm = predictor.class_map
-    records = []
-    for path in inputs:
-        t0 = time.perf_counter()
-        item = read_image(path)
-        arr = item.array[:3] if item.array.shape[0] >= 3 else np.repeat(item.array, 3, axis=0)
-        umap = None
-        if uncertainty:
-            probs, u = predictor.probabilities_and_uncertainty(arr, uncertainty, flip_axes=HORIZONTAL_FLIP)
-            labels = probs.argmax(1)[0].cpu().numpy().astype(np.uint8)
-            umap = u[0].cpu().numpy().astype(np.float32)
-        else:
-            labels = predictor.predict(arr)[0].cpu().numpy().astype(np.uint8)
-        base = _base_name(path)
-        write_image(out / f"{base}_labels.png", labels)
-        write_image(out / f"{base}_color.png", cm.colorize(labels))
-        write_image(out / f"{base}_overlay.png", overlay(arr, labels, cm, skip_background=False))
-        drivable = drivable_mask(labels, cm)
-        write_image(out / f"{base}_drivable.png", drivable.astype(np.uint8) * 255)
-        if label_format == "cityscapes":
-            # The official script (evalPixelLevelSemanticLabeling) reads label ids 0..33 and finds each
-            # prediction by globbing <city>_<seq>_<frame>* in its results folder, so that folder must hold
-            # exactly one file per frame: they go to their own sub-folder.
-            write_image(out / "cityscapes_results" / f"{base}_labelIds.png", cm.to_raw_ids(labels).astype(np.uint8))
-        record = {"image": str(path), "size": list(labels.shape), "drivable_fraction": float(drivable.mean()),
-                  "objects": objects_of(labels, cm), "seconds": round(time.perf_counter() - t0, 4)}
-        if umap is not None:
-            write_image(out / f"{base}_uncertainty.png", heatmap(umap))
-            record["uncertainty"] = {"method": uncertainty, **uncertainty_summary(umap)}
-        write_json(out / f"{base}.json", record)
-        records.append(record)
-    return records
+    item = read_image(path)
+    arr = item.array[:3] if item.array.shape[0] >= 3 else np.repeat(item.array, 3, axis=0)
+    umap = None
+    if uncertainty:
+        probs, u = predictor.probabilities_and_uncertainty(arr, uncertainty, flip_axes=HORIZONTAL_FLIP)
+        labels = probs.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        umap = u[0].cpu().numpy().astype(np.float32)
+    else:
+        labels = predictor.predict(arr)[0].cpu().numpy().astype(np.uint8)
+    write_image(outputs["labels"], labels)
+    write_image(outputs["color"], cm.colorize(labels))
+    write_image(outputs["overlay"], overlay(arr, labels, cm, skip_background=False))
+    drivable = drivable_mask(labels, cm)
+    write_image(outputs["drivable"], drivable.astype(np.uint8) * 255)
+    if label_format == "cityscapes":
+        # The official script (evalPixelLevelSemanticLabeling) reads label ids 0..33 and finds each
+        # prediction by globbing <city>_<seq>_<frame>* in its results folder, so that folder must hold
+        # exactly one file per frame: the pipeline plans them into their own sub-folder.
+        write_image(outputs["label_ids"], cm.to_raw_ids(labels).astype(np.uint8))
+    record: dict[str, Any] = {"image": str(path), "size": list(labels.shape), "drivable_fraction": float(drivable.mean()),
+                              "objects": objects_of(labels, cm)}
+    if umap is not None:
+        write_image(outputs["uncertainty"], heatmap(umap))
+        record["uncertainty"] = {"method": uncertainty, **uncertainty_summary(umap)}
+    record["seconds"] = round(time.perf_counter() - t0, 4)
+    return record
 
 
 def _flicker(prev: np.ndarray | None, cur: np.ndarray) -> float | None:
     return None if prev is None else float((prev != cur).mean())
 
 
-def run_video(predictor: Any, path: Path, out: Path, smooth: float | None = None, max_frames: int | None = None) -> dict[str, Any]:
-    import cv2
-
-    from segsuite.core.io import atomic_path, write_json
-    from segsuite.core.visualize import overlay
-
+def check_smooth(smooth: float | None) -> None:
+    """``--smooth`` is the weight of the newest frame in the moving average: in (0, 1]."""
     if smooth is not None and not 0 < smooth <= 1:
         raise SegsuiteError(f"--smooth {smooth} must be in (0, 1]: the weight of the newest frame")
+
+
+def run_video(predictor: Any, path: Path, target: Path, smooth: float | None = None, max_frames: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Segment every frame of the video ``path`` and encode the overlays to ``target`` (mp4, atomically).
+
+    Decoding, inference and encoding run in three threads (see the module docstring). ``smooth``
+    (in (0, 1]) turns on temporal smoothing with that weight for the newest frame; ``max_frames``
+    stops early; ``progress(done, total)`` is called after each frame. Returns the video's record:
+    frame count, size, input and achieved fps, raw and smoothed flicker, and per frame the
+    drivable share and the objects. ``target`` may be a folder (then ``{video stem}_overlay.mp4``
+    in it). Nothing is printed and nothing but ``target`` is written.
+    """
+    import cv2
+
+    from segsuite.core.io import atomic_path
+    from segsuite.core.visualize import overlay
+
+    check_smooth(smooth)
+    target = Path(target)
+    if target.is_dir():
+        target = target / f"{path.stem}_overlay.mp4"
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputFileError(f"{path}: not a readable video (OpenCV cannot open it)")
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    if max_frames is not None and total:
+        total = min(total, max_frames)
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     if w == 0 or h == 0:
         cap.release()
@@ -125,13 +137,13 @@ def run_video(predictor: Any, path: Path, out: Path, smooth: float | None = None
     cm = predictor.class_map
     frames_q: queue.Queue = queue.Queue(maxsize=8)
     write_q: queue.Queue = queue.Queue(maxsize=8)
-    target = out / f"{path.stem}_overlay.mp4"
     errors: list[BaseException] = []
+    stop = threading.Event()
 
     def reader() -> None:
         n = 0
         try:
-            while max_frames is None or n < max_frames:
+            while not stop.is_set() and (max_frames is None or n < max_frames):
                 ok, frame = cap.read()
                 if not ok:
                     break
@@ -143,19 +155,24 @@ def run_video(predictor: Any, path: Path, out: Path, smooth: float | None = None
             cap.release()
             frames_q.put(None)
 
-    stats = {"raw": [], "smoothed": []}
+    stats: dict[str, list[float]] = {"raw": [], "smoothed": []}
     per_frame: list[dict[str, Any]] = []
     with atomic_path(target) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps_in, (w, h))
         if not writer.isOpened():
+            cap.release()
             raise SegsuiteError(f"{target}: OpenCV cannot write an mp4 video here")
 
         def write_loop() -> None:
-            try:
-                while (frame := write_q.get()) is not None:
+            failed = False
+            while (frame := write_q.get()) is not None:
+                if failed:  # keep draining so that the main thread never blocks on a full queue
+                    continue
+                try:
                     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            except BaseException as exc:
-                errors.append(exc)
+                except BaseException as exc:
+                    errors.append(exc)
+                    failed = True
 
         threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=write_loop, daemon=True)]
         for t in threads:
@@ -164,39 +181,49 @@ def run_video(predictor: Any, path: Path, out: Path, smooth: float | None = None
         ema = None
         prev_raw = prev_smooth = None
         count = 0
-        while (frame := frames_q.get()) is not None:
-            chw = np.ascontiguousarray(frame.transpose(2, 0, 1))
-            probs = predictor.probabilities(chw)[0]
-            raw = probs.argmax(0).cpu().numpy().astype(np.uint8)
-            if smooth is not None:
-                ema = probs if ema is None else smooth * probs + (1 - smooth) * ema
-                labels = ema.argmax(0).cpu().numpy().astype(np.uint8)
-            else:
-                labels = raw
-            for key, prev, cur in (("raw", prev_raw, raw), ("smoothed", prev_smooth, labels)):
-                f = _flicker(prev, cur)
-                if f is not None:
-                    stats[key].append(f)
-            prev_raw, prev_smooth = raw, labels
-            write_q.put(overlay(chw, labels, cm, skip_background=False))
-            per_frame.append({"frame": count, "objects": objects_of(labels, cm),
-                              "drivable_fraction": round(float(drivable_mask(labels, cm).mean()), 5)})
-            count += 1
-        write_q.put(None)
-        for t in threads:
-            t.join()
+        decoded_all = False
+        try:
+            while (frame := frames_q.get()) is not None:
+                chw = np.ascontiguousarray(frame.transpose(2, 0, 1))
+                probs = predictor.probabilities(chw)[0]
+                raw = probs.argmax(0).cpu().numpy().astype(np.uint8)
+                if smooth is not None:
+                    ema = probs if ema is None else smooth * probs + (1 - smooth) * ema
+                    labels = ema.argmax(0).cpu().numpy().astype(np.uint8)
+                else:
+                    labels = raw
+                for key, prev, cur in (("raw", prev_raw, raw), ("smoothed", prev_smooth, labels)):
+                    f = _flicker(prev, cur)
+                    if f is not None:
+                        stats[key].append(f)
+                prev_raw, prev_smooth = raw, labels
+                write_q.put(overlay(chw, labels, cm, skip_background=False))
+                per_frame.append({"frame": count, "objects": objects_of(labels, cm),
+                                  "drivable_fraction": round(float(drivable_mask(labels, cm).mean()), 5)})
+                count += 1
+                if progress is not None:
+                    progress(count, max(total, count))
+            decoded_all = True
+        finally:
+            # On an error (or Ctrl-C) in this thread, stop the reader and let both threads end
+            # before the temporary file is removed, so a failed video leaves no thread behind.
+            stop.set()
+            if not decoded_all:
+                while frames_q.get() is not None:
+                    pass
+            write_q.put(None)
+            for t in threads:
+                t.join()
+            writer.release()
         elapsed = time.perf_counter() - t0
-        writer.release()
         if errors:
             raise errors[0]
         if count == 0:
             raise InputFileError(f"{path}: no frame could be decoded")
-    result = {
+    return {
         "video": str(path), "output": str(target), "frames": count, "size": [h, w], "input_fps": fps_in,
         "fps_achieved": round(count / elapsed, 3) if elapsed > 0 else None,
         "flicker_raw": float(np.mean(stats["raw"])) if stats["raw"] else 0.0,
         "flicker_smoothed": float(np.mean(stats["smoothed"])) if stats["smoothed"] else 0.0,
         "smoothing": smooth, "frames_detail": per_frame,
     }
-    write_json(out / f"{path.stem}_video.json", result)
-    return result

@@ -115,7 +115,7 @@ def calibrate(checkpoint: str | Path, data: str | Path, policy: Policy, target: 
     from segsuite.core.checkpoint import load_checkpoint, rewrite_card
     from segsuite.core.infer import Predictor
 
-    from .inspect import labelled_parts
+    from .inspection import labelled_parts
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     class_map = predictor.class_map

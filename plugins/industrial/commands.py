@@ -26,7 +26,7 @@ def calibrate(
 ) -> None:
     """Choose the industrial decision threshold on a validation set and store it, with how it was
     chosen, in the model card; `segsuite run industrial` then uses it by default."""
-    from segsuite.cli.common import require_path
+    from segsuite.core.jobs import require_path
     from segsuite.core.errors import SegsuiteError
 
     from .calibrate import calibrate as run_calibration

@@ -73,7 +73,7 @@ def evaluate_parts(checkpoint: str | Path, data: str | Path, output: str | Path 
     from segsuite.core.metrics import ConfusionMatrix
 
     from .calibrate import part_metrics, part_score
-    from .inspect import InspectOptions, find_defects, labelled_parts, settings
+    from .inspection import InspectOptions, find_defects, labelled_parts, settings
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     cm_ = predictor.class_map

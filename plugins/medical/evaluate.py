@@ -20,9 +20,11 @@ NSD_TOLERANCE_MM = 2.0
 
 
 def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, device: str = "auto",
-                     tolerance_mm: float = NSD_TOLERANCE_MM, echo: bool = True) -> dict[str, Any]:
+                     tolerance_mm: float = NSD_TOLERANCE_MM) -> dict[str, Any]:
+    """Score ``checkpoint`` on the labelled cases under ``data`` (see :func:`.dataset.scan_cases`); with
+    ``output``, write ``metrics.json``, ``per_case.csv`` and ``confusion.png`` there. Prints nothing
+    (:func:`evaluation_text` is what ``segsuite evaluate medical`` prints)."""
     import torch
-    import typer
 
     from segsuite.core.io import atomic_path, write_json
     from segsuite.core.metrics import ConfusionMatrix
@@ -62,6 +64,7 @@ def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, devic
         "policy": "a class absent from both reference and prediction is left out of its mean (NaN); "
                   "absent from exactly one: Dice 0, NSD 0, HD95 undefined",
         "disclaimer": "research use only; not for diagnostic use",
+        "output": str(output) if output is not None else None,
     }
     if output is not None:
         out = Path(output)
@@ -78,16 +81,25 @@ def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, devic
         from segsuite.core.visualize import confusion_chart
 
         write_image(out / "confusion.png", confusion_chart(voxel.confusion, list(classes.names)))
-    if echo:
-        typer.echo(f"{len(per_case)} case(s); NSD tolerance {tolerance_mm} mm")
-        typer.echo(f"{'class':<14}{'Dice':>8}{'HD95 mm':>10}{'NSD':>8}{'vol err mL':>12}{'scored':>8}")
-        for name, s in summary.items():
-            typer.echo(f"{name:<14}{_fmt(s['dice'])}{_fmt(s['hd95_mm'], 10, 2)}{_fmt(s['nsd'])}"
-                       f"{_fmt(s['volume_error_ml'], 12, 2)}{s['cases_scored']:>8}")
-        typer.echo(f"mean Dice {_fmt(result['mean_dice'], 0)}   voxel mIoU {voxel.mean_iou:.4f}")
-        if output is not None:
-            typer.echo(f"wrote {Path(output) / 'metrics.json'}, per_case.csv, confusion.png")
     return result
+
+
+def evaluation_text(result: dict[str, Any]) -> str:
+    """The per-structure table ``segsuite evaluate medical`` prints for a result of :func:`evaluate_volumes`."""
+    lines = [f"{result['cases']} case(s); NSD tolerance {result['nsd_tolerance_mm']} mm",
+             f"{'class':<14}{'Dice':>8}{'HD95 mm':>10}{'NSD':>8}{'vol err mL':>12}{'scored':>8}"]
+    for name, s in result["classes"].items():
+        lines.append(f"{name:<14}{_fmt(_num(s['dice']))}{_fmt(_num(s['hd95_mm']), 10, 2)}{_fmt(_num(s['nsd']))}"
+                     f"{_fmt(_num(s['volume_error_ml']), 12, 2)}{s['cases_scored']:>8}")
+    lines.append(f"mean Dice {_fmt(_num(result['mean_dice']), 0)}   voxel mIoU {_num(result['voxel_metrics']['mean_iou']):.4f}")
+    if result.get("output"):
+        lines.append(f"wrote {Path(result['output']) / 'metrics.json'}, per_case.csv, confusion.png")
+    return "\n".join(lines)
+
+
+def _num(v: Any) -> float:
+    """A metric as a float; ``None`` (an undefined metric read back from metrics.json) is NaN."""
+    return math.nan if v is None else float(v)
 
 
 def _isnan(v: Any) -> bool:

@@ -32,6 +32,11 @@ def read_nifti(path: Path) -> Item:
         chw = np.moveaxis(data, -1, 0)
     else:
         raise InputFileError(f"{path}: expected a 3D or 4D volume, got {data.ndim} dimensions {data.shape}")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputFileError(f"{path}: the header's voxel-to-world matrix (qform/sform) is "
+                             f"{'not finite' if not np.isfinite(affine).all() else 'singular'}, so the volume has no "
+                             "usable geometry; fix the header (e.g. with nibabel or fslorient) and run it again")
     header = img.header
     zooms = tuple(float(z) for z in header.get_zooms()[:3])
     _, qcode = header.get_qform(coded=True)

@@ -34,8 +34,8 @@ class ScenePair:
 
 
 def scan_scenes(root: str | Path, *, require_masks: bool = True) -> list[ScenePair]:
-    import rasterio
-
+    """The ``images/`` + ``masks/`` pairs under ``root`` (matched by file stem), each mask checked
+    to lie exactly on its image's grid."""
     root = Path(root)
     images, masks = root / "images", root / "masks"
     if not images.is_dir():
@@ -49,28 +49,36 @@ def scan_scenes(root: str | Path, *, require_masks: bool = True) -> list[ScenePa
         mask = msks.get(stem)
         if mask is None and require_masks:
             raise InputFileError(f"{img}: no mask {masks / (stem + '.tif')}")
-        try:
-            with rasterio.open(img) as si:
-                shape, crs, transform = (si.height, si.width), si.crs, si.transform
-            if mask is not None:
-                with rasterio.open(mask) as sm:
-                    if (sm.height, sm.width) != shape:
-                        raise InputFileError(f"{mask}: mask is {sm.width}x{sm.height} pixels, its image {img.name} is {shape[1]}x{shape[0]}")
-                    if sm.crs != crs:
-                        raise InputFileError(f"{mask}: mask CRS {sm.crs} differs from its image's {crs}")
-                    if not sm.transform.almost_equals(transform):
-                        raise InputFileError(f"{mask}: mask transform {tuple(sm.transform)[:6]} differs from its image's {tuple(transform)[:6]}")
-                    if sm.count != 1:
-                        raise InputFileError(f"{mask}: a mask needs one band, it has {sm.count}")
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputFileError(f"{exc}: not a readable GeoTIFF") from None
-        pairs.append(ScenePair(img, mask, shape[0], shape[1]))
+        pairs.append(check_pair(img, mask))
     return pairs
+
+
+def check_pair(image: Path, mask: Path | None) -> ScenePair:
+    """``image`` and its label raster ``mask``, refused unless the mask has one band on exactly the
+    image's grid (size, CRS, transform): a shifted mask silently teaches and scores the wrong thing."""
+    import rasterio
+
+    try:
+        with rasterio.open(image) as si:
+            shape, crs, transform = (si.height, si.width), si.crs, si.transform
+        if mask is not None:
+            with rasterio.open(mask) as sm:
+                if (sm.height, sm.width) != shape:
+                    raise InputFileError(f"{mask}: mask is {sm.width}x{sm.height} pixels, its image {image.name} is {shape[1]}x{shape[0]}")
+                if sm.crs != crs:
+                    raise InputFileError(f"{mask}: mask CRS {sm.crs} differs from its image's {crs}")
+                if not sm.transform.almost_equals(transform):
+                    raise InputFileError(f"{mask}: mask transform {tuple(sm.transform)[:6]} differs from its image's {tuple(transform)[:6]}")
+                if sm.count != 1:
+                    raise InputFileError(f"{mask}: a mask needs one band, it has {sm.count}")
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputFileError(f"{exc}: not a readable GeoTIFF") from None
+    return ScenePair(image, mask, shape[0], shape[1])
 
 
 def scene_normalization(pairs: list[ScenePair]) -> Normalization:
     """Pooled per-band mean/std over all scenes, nodata excluded (streamed)."""
-    from .tiling import band_statistics
+    from .raster import band_statistics
 
     n_tot, s_tot, s2_tot = 0.0, None, None
     for p in pairs:

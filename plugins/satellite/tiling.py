@@ -7,16 +7,17 @@ one sliding-window pass over the whole scene — no seams, whatever the processi
 
 Memory stays bounded by the tile size, not the scene size: the scene is processed in
 vertical chunks of about ``chunk`` pixels; inside a chunk, window rows go top to bottom
-through a rolling buffer that holds only the rows a later window can still touch. Rows
-are finalised (argmax, nodata restored) and written as soon as no later window covers
-them. Windows that cross a chunk boundary are computed for both chunks (a few percent of
-extra model time for the wide-scene guarantee). The next row of input is read in a
-background thread while the current one is on the model.
+through a rolling buffer (:class:`RollingBuffer`) that holds only the rows a later window
+can still touch. Rows are finalised (argmax, nodata restored) and written as soon as no
+later window covers them. Windows that cross a chunk boundary are computed for both chunks
+(a few percent of extra model time for the wide-scene guarantee). The next row of input is
+read in a background thread while the current one is on the model.
 
 The class raster is written as a tiled, compressed GeoTIFF (BigTIFF when needed) with the
-input's CRS and transform, a colour table and internal overviews, then copied to a
-Cloud-Optimized GeoTIFF when GDAL's COG driver is there (it cannot be written window by
-window, hence the copy). Everything is written under temporary names and renamed at the end.
+input's CRS and transform, a colour table and internal overviews (:class:`OutputRasters`),
+then copied to a Cloud-Optimized GeoTIFF when GDAL's COG driver is there (it cannot be
+written window by window, hence the copy). Everything is written under temporary names and
+renamed at the end.
 
 With ``uncertainty`` a float32 map in [0, 1] (nodata -1) is written beside the class raster
 on the same grid, from the same windows: ``entropy`` from the blended logits of each
@@ -27,10 +28,9 @@ Gaussian weights (the class raster then comes from the mean logits of those samp
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +40,9 @@ import numpy as np
 
 from segsuite.core.errors import InputFileError, SegsuiteError
 
-NODATA_OUT = 255
-UNCERTAINTY_NODATA = -1.0  # outside the map's 0..1 range
+from .output_rasters import UNCERTAINTY_NODATA, OutputRasters, class_profile, copy_to_cog, has_cog
+from .raster import area_units, check_bands, default_bands, has_mask, open_raster, valid_mask
+
 # GDAL keeps written blocks in its cache (default: 5 % of RAM); a fixed cache keeps peak
 # memory independent of the scene size.
 GDAL_CACHE_MB = 128
@@ -73,6 +74,7 @@ class TileOptions:
 
 
 def window_starts(size: int, tile: int, step: int) -> list[int]:
+    """Window origins along one axis: every ``step`` pixels, the last one ending at the border."""
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, step))
@@ -80,76 +82,120 @@ def window_starts(size: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
-def _open(path: Path):
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not path.exists():
-        raise InputFileError(f"{path}: file not found")
-    try:
-        return rasterio.open(path)
-    except RasterioIOError as exc:
-        raise InputFileError(f"{path}: not a readable raster ({str(exc).splitlines()[0]})") from None
-
-
-def default_bands(src: Any) -> tuple[int, ...]:
-    from rasterio.enums import ColorInterp
-
-    return tuple(i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha) or (1,)
-
-
-def _area_units(src: Any) -> tuple[float | None, str, float | None]:
-    """Area of one pixel in map units², the units' name, and in m² when the CRS is projected."""
-    t = src.transform
-    if t.is_identity and src.crs is None:
-        return None, "pixel", None
-    a = abs(t.a * t.e - t.b * t.d)
-    if src.crs is not None and src.crs.is_projected:
-        factor = src.crs.linear_units_factor[1] if hasattr(src.crs, "linear_units_factor") else 1.0
-        return a, src.crs.linear_units or "unit", a * factor * factor
-    return a, "degree" if src.crs is not None and src.crs.is_geographic else "unit", None
+def companion_path(output: Path, what: str) -> Path:
+    """``OUT_probabilities.tif`` / ``OUT_uncertainty.tif``: a raster named after the class raster ``OUT.tif``."""
+    return output.with_name(f"{output.stem}_{what}.tif")
 
 
 def tile_raster(path: str | Path, predictor: Any, output: str | Path, options: TileOptions = TileOptions(), *,
-                progress: Callable[[int, int], None] | None = None, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Segment ``path`` with ``predictor`` (a core Predictor) into the class raster ``output``."""
-    import rasterio
-    import torch
-    from rasterio.enums import Resampling
-    from rasterio.windows import Window
+                progress: Callable[[int, int], None] | None = None, warn: Callable[[str], None] | None = None,
+                probabilities: str | Path | None = None, uncertainty: str | Path | None = None) -> dict[str, Any]:
+    """Segment the GeoTIFF ``path`` window by window into the class raster ``output``.
 
-    from segsuite.core.infer import importance_map
-    from segsuite.core.io import atomic_path
+    Args:
+        path: the scene; any size, any band count (``options.bands`` picks the model's bands,
+            alpha bands are never model input).
+        predictor: a :class:`segsuite.core.infer.Predictor` (its normalisation, class map and
+            ``accumulate_on`` device are used).
+        output: the class raster to write (uint8, nodata 255; uint16 / 65535 past 254 classes).
+        options: window size, overlap, batch, bands, nodata override, extra outputs.
+        progress: ``progress(done, total)`` after each row of windows.
+        warn: receives problems that do not stop the run (a raster without georeferencing);
+            default: :func:`warnings.warn`.
+        probabilities, uncertainty: where to write those rasters when ``options`` asks for
+            them (default: named after ``output``, see :func:`companion_path`).
+
+    Returns:
+        A JSON-able summary: input, output, format (``COG`` or ``GTiff``), size, bands, CRS,
+        transform, pixels and area per class, nodata pixels, windows (and how many were
+        skipped as all-nodata), timing, and the extra rasters written.
+
+    Raises:
+        InputFileError: an unreadable or truncated file, missing bands, a band count the
+            model does not take, or a scene that is nodata everywhere. Nothing is left at
+            ``output`` then.
+    """
+    import rasterio
 
     path, output = Path(path), Path(output)
+    prob_path = Path(probabilities) if probabilities is not None else companion_path(output, "probabilities")
+    unc_path = Path(uncertainty) if uncertainty is not None else companion_path(output, "uncertainty")
     with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
         # rasterio warns about missing georeferencing on open; we say it once, in our words
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        return _tile(path, predictor, output, options, progress, warn)
+        return _tile(path, predictor, output, prob_path, unc_path, options, progress,
+                     warn or (lambda m: warnings.warn(m, stacklevel=3)))
 
 
-def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progress: Any, warn: Any) -> dict[str, Any]:
-    import rasterio
-    import torch
-    from rasterio.enums import Resampling
-    from rasterio.windows import Window
-
-    from segsuite.core.infer import importance_map
+def _tile(path: Path, predictor: Any, output: Path, prob_path: Path, unc_path: Path, options: TileOptions,
+          progress: Callable[[int, int], None] | None, warn: Callable[[str], None]) -> dict[str, Any]:
+    """The steps of :func:`tile_raster`: check the scene, blend the windows into the output
+    rasters, add overviews, copy to a COG, summarise."""
     from segsuite.core.io import atomic_path
-    from segsuite.core.uncertainty import entropy, require_dropout, seeded
+    from segsuite.core.uncertainty import require_dropout, seeded
 
     t_start = time.perf_counter()
-    warn = warn or (lambda m: warnings.warn(m, stacklevel=2))
-    class_map = predictor.class_map
-    k = class_map.num_classes
-    src = _open(path)
-    with src:
+    method = options.uncertainty
+    with open_raster(path) as src:
+        grid = SceneGrid.open(src, path, predictor, options, warn)
+        if method == "mcdropout":
+            require_dropout(predictor.model)  # fails here, before any output is opened
+        with contextlib.ExitStack() as stack:
+            tmp_tif = stack.enter_context(atomic_path(output))
+            prob_tmp = stack.enter_context(atomic_path(prob_path)) if options.probabilities else None
+            unc_tmp = stack.enter_context(atomic_path(unc_path)) if method else None
+            if method == "mcdropout":
+                stack.enter_context(seeded(0, predictor.device))  # the same map on a rerun
+            profile = class_profile(src, predictor.class_map.num_classes)
+            with OutputRasters(tmp_tif, prob_tmp, unc_tmp, profile, predictor.class_map, method) as rasters:
+                skipped, model_seconds = _blend_windows(grid, predictor, options, rasters, progress)
+                if skipped == grid.total_windows:
+                    raise InputFileError(f"{path}: every pixel is nodata; nothing to segment")
+                will_cog = options.cog and has_cog()
+                # the COG driver computes its own overviews
+                rasters.finish([] if will_cog else [f for f in (2, 4, 8, 16, 32) if min(grid.height, grid.width) // f >= 256])
+            if will_cog:
+                copy_to_cog(tmp_tif)
+        seconds = time.perf_counter() - t_start
+        summary = _summary(src, path, output, grid, predictor.class_map, options, rasters, skipped,
+                           "COG" if will_cog else "GTiff", seconds, model_seconds)
+    if options.probabilities:
+        summary["probabilities"] = str(prob_path)
+    if method:
+        summary["uncertainty"] = {"method": method, "output": str(unc_path), "nodata": UNCERTAINTY_NODATA,
+                                  **rasters.uncertainty_summary()}
+    return summary
+
+
+# -- the scene and its windows ------------------------------------------------------------
+
+
+@dataclass
+class SceneGrid:
+    """An open scene, the bands the model sees, and the global window grid over it."""
+
+    src: Any
+    path: Path
+    bands: tuple[int, ...]
+    nodata: float | None
+    use_file_mask: bool
+    height: int
+    width: int
+    window: tuple[int, int]
+    step: int
+    ys: list[int]
+    xs: list[int]
+    chunks: list[tuple[int, int]]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def open(cls, src: Any, path: Path, predictor: Any, options: TileOptions, warn: Callable[[str], None]) -> "SceneGrid":
+        """Check the scene against the model (bands, channels) and lay the windows out."""
         if src.count == 0 or src.width == 0 or src.height == 0:
             raise InputFileError(f"{path}: raster has no bands or no pixels")
-        bands = options.bands or default_bands(src)
-        bad = [b for b in bands if not 1 <= b <= src.count]
-        if bad:
-            raise InputFileError(f"{path}: band(s) {bad} do not exist; the raster has bands 1..{src.count}")
+        bands = tuple(options.bands or default_bands(src))
+        check_bands(src, bands, path)
         expected = predictor.model.in_channels
         if len(bands) != expected:
             names = predictor.normalization.get("bands")
@@ -160,232 +206,188 @@ def _tile(path: Path, predictor: Any, output: Path, options: TileOptions, progre
             )
         if src.crs is None and src.transform.is_identity:
             warn(f"{path}: not georeferenced (no CRS, no transform); the output has pixel coordinates only")
-        nodata_value = options.nodata
-        use_file_mask = has_mask(src)
         H, W = src.height, src.width
         th, tw = min(options.tile, H), min(options.tile, W)
         step = options.tile - options.overlap
-        ys = window_starts(H, th, step)
-        xs = window_starts(W, tw, step)
         chunk_w = max(options.chunk, options.tile)
-        chunks = [(c0, min(c0 + chunk_w, W)) for c0 in range(0, W, chunk_w)]
-        weight_map = importance_map((th, tw), "gaussian", 0.125, predictor.device)
-        weight_acc = weight_map.to(predictor.accumulate_on)
         norm = predictor.normalization
-        mean = np.asarray(norm.get("mean", [0.0] * len(bands)), np.float32).reshape(-1, 1, 1)
-        std = np.asarray(norm.get("std", [1.0] * len(bands)), np.float32).reshape(-1, 1, 1)
-        out_dtype = "uint8" if k < 255 else "uint16"
-        nodata_out = NODATA_OUT if k < 255 else 65535
-        profile = {
-            "driver": "GTiff", "width": W, "height": H, "count": 1, "dtype": out_dtype, "crs": src.crs,
-            "transform": src.transform, "nodata": nodata_out, "tiled": True, "blockxsize": 512, "blockysize": 512,
-            "compress": "deflate", "BIGTIFF": "IF_SAFER",
-        }
-        total_windows = len(ys) * sum(len([x for x in xs if x < c1 and x + tw > c0]) for c0, c1 in chunks)
-        done = skipped = 0
-        model_seconds = 0.0
+        return cls(src=src, path=path, bands=bands, nodata=options.nodata, use_file_mask=has_mask(src), height=H, width=W,
+                   window=(th, tw), step=step, ys=window_starts(H, th, step), xs=window_starts(W, tw, step),
+                   chunks=[(c0, min(c0 + chunk_w, W)) for c0 in range(0, W, chunk_w)],
+                   mean=np.asarray(norm.get("mean", [0.0] * len(bands)), np.float32).reshape(-1, 1, 1),
+                   std=np.asarray(norm.get("std", [1.0] * len(bands)), np.float32).reshape(-1, 1, 1))
 
-        def read_row(y: int, rx0: int, rx1: int) -> tuple[np.ndarray, np.ndarray]:
-            win = Window(rx0, y, rx1 - rx0, th)
-            try:
-                data = src.read(list(bands), window=win, out_dtype="float32")
-                valid = valid_mask(src, win, data, nodata_value, use_file_mask)
-            except rasterio.errors.RasterioError as exc:
-                raise InputFileError(f"{path}: cannot read pixels at row {y}, column {rx0} ({str(exc).splitlines()[0]}); "
-                                     "the file is truncated or corrupt") from None
-            valid &= np.isfinite(data).all(axis=0)
-            # normalise here, in the reader thread, so it overlaps the model's work
-            data -= mean
-            data /= std
-            data[:, ~valid] = 0.0  # nodata and NaN pixels sit at the normalised mean
-            return data, valid
+    def columns(self, c0: int, c1: int) -> list[int]:
+        """Window columns that touch the chunk ``[c0, c1)``."""
+        return [x for x in self.xs if x < c1 and x + self.window[1] > c0]
 
-        prob_path = output.with_name(output.stem + "_probabilities.tif")
-        method = options.uncertainty
-        spread_method = method in ("tta", "mcdropout")  # sampled per window; entropy comes from the blended logits
-        unc_path = output.with_name(output.stem + "_uncertainty.tif")
-        if method == "mcdropout":
-            require_dropout(predictor.model)  # fails here, before any output is opened
-        with contextlib.ExitStack() as stack:
-            tmp_tif = stack.enter_context(atomic_path(output))
-            prob_tmp = stack.enter_context(atomic_path(prob_path)) if options.probabilities else None
-            unc_tmp = stack.enter_context(atomic_path(unc_path)) if method else None
-            if method == "mcdropout":
-                stack.enter_context(seeded(0, predictor.device))  # the same map on a rerun
-            with rasterio.open(tmp_tif, "w", **profile) as dst, ThreadPoolExecutor(max_workers=1) as pool, \
-                    ThreadPoolExecutor(max_workers=1) as writer:
-                writes: list[Any] = []
-                tally = {"counts": np.zeros(k, np.int64), "nodata": 0, "u_sum": 0.0, "u_max": 0.0, "u_high": 0}
+    @property
+    def total_windows(self) -> int:
+        return len(self.ys) * sum(len(self.columns(c0, c1)) for c0, c1 in self.chunks)
 
-                def write_rows(labels: np.ndarray, ok: np.ndarray, probs: np.ndarray | None, unc: np.ndarray | None,
-                               window: Any) -> None:
-                    dst.write(labels[None], window=window)
-                    tally["counts"] += np.bincount(labels[ok].ravel().astype(np.int64), minlength=k)[:k]
-                    tally["nodata"] += int((~ok).sum())
-                    if probs is not None:
-                        pdst.write(probs, window=window)
-                    if unc is not None:
-                        udst.write(unc[None], window=window)
-                        u = unc[ok]
-                        if u.size:
-                            tally["u_sum"] += float(u.sum(dtype=np.float64))
-                            tally["u_max"] = max(tally["u_max"], float(u.max()))
-                            tally["u_high"] += int((u > 0.5).sum())
+    def read_row(self, y: int, rx0: int, rx1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised pixels ``(C, th, rx1 - rx0)`` of the window row at ``y`` and their valid mask."""
+        import rasterio
+        from rasterio.windows import Window
 
-                dst.write_colormap(1, {i: (*c, 255) for i, c in enumerate(class_map.colors)})
-                dst.update_tags(1, **{f"CLASS_{i}": n for i, n in enumerate(class_map.names)})
-                pdst = None
-                if prob_tmp is not None:
-                    pdst = rasterio.open(prob_tmp, "w", **{**profile, "count": k, "nodata": 0, "dtype": "uint8"})
-                udst = None
-                if unc_tmp is not None:
-                    udst = rasterio.open(unc_tmp, "w", **{**profile, "dtype": "float32", "nodata": UNCERTAINTY_NODATA,
-                                                          "predictor": 3})
-                    udst.update_tags(1, UNCERTAINTY=method, SCALE="0 certain .. 1 most uncertain")
-                for c0, c1 in chunks:
-                    cxs = [x for x in xs if x < c1 and x + tw > c0]
-                    rx0, rx1 = cxs[0], cxs[-1] + tw
-                    rw = rx1 - rx0
-                    buf_h = th + step
-                    acc = torch.zeros((k, buf_h, rw), device=predictor.accumulate_on)
-                    wsum = torch.zeros((buf_h, rw), device=predictor.accumulate_on)
-                    uacc = torch.zeros((buf_h, rw), device=predictor.accumulate_on) if spread_method else None
-                    vmask = np.zeros((buf_h, rw), bool)
-                    buf_y0 = 0  # global row of buffer row 0
-                    done_y = 0  # rows above are written
-                    future = pool.submit(read_row, ys[0], rx0, rx1)
-                    for j, y in enumerate(ys):
-                        data, valid = future.result()
-                        if j + 1 < len(ys):
-                            future = pool.submit(read_row, ys[j + 1], rx0, rx1)
-                        off = y - buf_y0
-                        vmask[off : off + th] = valid
-                        todo = []
-                        for x in cxs:
-                            v = valid[:, x - rx0 : x - rx0 + tw]
-                            if not v.any():
-                                skipped += 1
-                                continue
-                            todo.append((x, data[:, :, x - rx0 : x - rx0 + tw]))
-                        for b0 in range(0, len(todo), options.batch):
-                            part = todo[b0 : b0 + options.batch]
-                            batch = torch.from_numpy(np.stack([w for _, w in part]))
-                            t0 = time.perf_counter()
-                            if spread_method:
-                                logits, spread = predictor.window_uncertainty(batch, method)
-                                logits = logits * weight_map
-                                spread = (spread * weight_map).to(predictor.accumulate_on)
-                            else:
-                                logits = predictor.window_logits(batch) * weight_map
-                            logits = logits.to(predictor.accumulate_on)
-                            model_seconds += time.perf_counter() - t0
-                            for i, ((x, _), lg) in enumerate(zip(part, logits)):
-                                acc[:, off : off + th, x - rx0 : x - rx0 + tw] += lg
-                                wsum[off : off + th, x - rx0 : x - rx0 + tw] += weight_acc
-                                if uacc is not None:
-                                    uacc[off : off + th, x - rx0 : x - rx0 + tw] += spread[i]
-                        done += len(cxs)
-                        if progress is not None:
-                            progress(done, total_windows)
-                        final_y = ys[j + 1] if j + 1 < len(ys) else H
-                        n = final_y - done_y
-                        if n <= 0:
-                            continue
-                        r0 = done_y - buf_y0
-                        ws = wsum[r0 : r0 + n, c0 - rx0 : c1 - rx0]
-                        lg = acc[:, r0 : r0 + n, c0 - rx0 : c1 - rx0]
-                        covered = (ws > 0).cpu().numpy()
-                        labels = class_argmax(lg).cpu().numpy().astype(out_dtype)
-                        ok = vmask[r0 : r0 + n, c0 - rx0 : c1 - rx0] & covered
-                        labels[~ok] = nodata_out
-                        probs = unc = None
-                        if pdst is not None or method == "entropy":
-                            p_t = (lg / ws.clamp(min=1e-12)).softmax(0)
-                            if method == "entropy":
-                                unc = entropy(p_t[None])[0]
-                            if pdst is not None:
-                                probs = np.round(p_t.cpu().numpy() * 254).astype(np.uint8) + 1  # 0 stays nodata
-                                probs[:, ~ok] = 0
-                        if uacc is not None:
-                            unc = uacc[r0 : r0 + n, c0 - rx0 : c1 - rx0] / ws.clamp(min=1e-12)
-                        if unc is not None:
-                            unc = unc.cpu().numpy().astype(np.float32)
-                            unc[~ok] = UNCERTAINTY_NODATA
-                        # compressing and writing happen in a second thread, in order
-                        writes.append(writer.submit(write_rows, labels, ok, probs, unc, Window(c0, done_y, c1 - c0, n)))
-                        done_y = final_y
-                        # drop finished rows from the rolling buffer
-                        shift = done_y - buf_y0
-                        if shift > 0:
-                            keep = buf_h - shift
-                            acc[:, :keep] = acc[:, shift:].clone()
-                            acc[:, keep:] = 0
-                            wsum[:keep] = wsum[shift:].clone()
-                            wsum[keep:] = 0
-                            if uacc is not None:
-                                uacc[:keep] = uacc[shift:].clone()
-                                uacc[keep:] = 0
-                            vmask[:keep] = vmask[shift:].copy()
-                            vmask[keep:] = False
-                            buf_y0 = done_y
-                    for w in writes:
-                        w.result()  # re-raise any write error here
-                    counts, nodata_pixels = tally["counts"], tally["nodata"]
-                if skipped == total_windows:
-                    raise InputFileError(f"{path}: every pixel is nodata; nothing to segment")
-                factors = [f for f in (2, 4, 8, 16, 32) if min(H, W) // f >= 256]
-                will_cog = options.cog and _has_cog()
-                if factors and not will_cog:  # the COG driver computes its own overviews
-                    dst.build_overviews(factors, Resampling.mode)
-                    dst.update_tags(ns="rio_overview", resampling="mode")
-                if pdst is not None:
-                    pdst.close()
-                if udst is not None:
-                    udst.close()
-            final_driver = "GTiff"
-            if will_cog:
-                from rasterio.shutil import copy as rio_copy
+        win = Window(rx0, y, rx1 - rx0, self.window[0])
+        try:
+            data = self.src.read(list(self.bands), window=win, out_dtype="float32")
+            valid = valid_mask(self.src, win, data, self.nodata, self.use_file_mask)
+        except rasterio.errors.RasterioError as exc:
+            raise InputFileError(f"{self.path}: cannot read pixels at row {y}, column {rx0} ({str(exc).splitlines()[0]}); "
+                                 "the file is truncated or corrupt") from None
+        valid &= np.isfinite(data).all(axis=0)
+        # normalise here, in the reader thread, so it overlaps the model's work
+        data -= self.mean
+        data /= self.std
+        data[:, ~valid] = 0.0  # nodata and NaN pixels sit at the normalised mean
+        return data, valid
 
-                cog_tmp = tmp_tif.with_name(tmp_tif.stem + ".cog.tif")
-                try:
-                    rio_copy(tmp_tif, cog_tmp, driver="COG", compress="DEFLATE", overview_resampling="mode",
-                             BIGTIFF="IF_SAFER")
-                    os.replace(cog_tmp, tmp_tif)
-                finally:
-                    cog_tmp.unlink(missing_ok=True)
-                final_driver = "COG"
-        seconds = time.perf_counter() - t_start
-        px_area, units, m2 = _area_units(src)
-        summary: dict[str, Any] = {
-            "input": str(path), "output": str(output), "format": final_driver,
-            "size": [H, W], "bands": list(bands), "crs": src.crs.to_string() if src.crs else None,
-            "transform": list(src.transform)[:6],
-            "classes": {
-                name: {
-                    "pixels": int(counts[i]),
-                    **({"area_map_units2": float(counts[i] * px_area)} if px_area is not None else {}),
-                    **({"area_m2": float(counts[i] * m2)} if m2 is not None else {}),
-                }
-                for i, name in enumerate(class_map.names)
-            },
-            "map_units": units,
-            "nodata_pixels": nodata_pixels,
-            "windows": total_windows, "windows_skipped_nodata": skipped,
-            "tile": options.tile, "overlap": options.overlap,
-            "seconds": round(seconds, 3), "model_seconds": round(model_seconds, 3),
-            "megapixels_per_second": round(H * W / 1e6 / seconds, 3) if seconds > 0 else None,
-        }
-        if options.probabilities:
-            summary["probabilities"] = str(prob_path)
-        if method:
-            valid_px = int(counts.sum())
-            summary["uncertainty"] = {
-                "method": method, "output": str(unc_path), "nodata": UNCERTAINTY_NODATA,
-                "mean": round(tally["u_sum"] / valid_px, 5) if valid_px else None,
-                "max": round(tally["u_max"], 5) if valid_px else None,
-                "above_0.5": round(tally["u_high"] / valid_px, 5) if valid_px else None,
-            }
-        return summary
+
+class RollingBuffer:
+    """Blended logits, Gaussian weight sums (and sample spread) of the rows of one chunk that a
+    later window can still touch: ``window + step`` rows, whatever the scene's height."""
+
+    def __init__(self, classes: int, rows: int, width: int, device: Any, spread: bool) -> None:
+        import torch
+
+        self.rows = rows
+        self.logits = torch.zeros((classes, rows, width), device=device)
+        self.weights = torch.zeros((rows, width), device=device)
+        self.spread = torch.zeros((rows, width), device=device) if spread else None
+        self.valid = np.zeros((rows, width), bool)
+        self.top = 0  # scene row of buffer row 0
+
+    def set_valid(self, y: int, valid: np.ndarray) -> None:
+        r = y - self.top
+        self.valid[r : r + valid.shape[0]] = valid
+
+    def add(self, y: int, x: int, logits: Any, weight: Any, spread: Any = None) -> None:
+        """Add one window's weighted logits at scene row ``y``, buffer column ``x``."""
+        r, (h, w) = y - self.top, weight.shape
+        self.logits[:, r : r + h, x : x + w] += logits
+        self.weights[r : r + h, x : x + w] += weight
+        if self.spread is not None:
+            self.spread[r : r + h, x : x + w] += spread
+
+    def take(self, y: int, n: int, c0: int, c1: int) -> tuple[Any, Any, np.ndarray, Any]:
+        """Logits, weights, valid mask and spread of scene rows ``[y, y + n)``, buffer columns ``[c0, c1)``."""
+        r = y - self.top
+        spread = self.spread[r : r + n, c0:c1] if self.spread is not None else None
+        return self.logits[:, r : r + n, c0:c1], self.weights[r : r + n, c0:c1], self.valid[r : r + n, c0:c1], spread
+
+    def drop_above(self, y: int) -> None:
+        """Forget the rows above scene row ``y`` (written): move the rest to the top."""
+        shift = y - self.top
+        if shift <= 0:
+            return
+        keep = self.rows - shift
+        self.logits[:, :keep] = self.logits[:, shift:].clone()
+        self.logits[:, keep:] = 0
+        self.weights[:keep] = self.weights[shift:].clone()
+        self.weights[keep:] = 0
+        if self.spread is not None:
+            self.spread[:keep] = self.spread[shift:].clone()
+            self.spread[keep:] = 0
+        self.valid[:keep] = self.valid[shift:].copy()
+        self.valid[keep:] = False
+        self.top = y
+
+
+def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, rasters: OutputRasters,
+                   progress: Callable[[int, int], None] | None) -> tuple[int, float]:
+    """Every window through the model, chunk by chunk and row by row; finished rows go to
+    ``rasters``. Returns the windows skipped as all-nodata and the seconds spent in the model."""
+    import torch
+    from rasterio.windows import Window
+
+    from segsuite.core.infer import importance_map
+
+    th, tw = grid.window
+    weight_map = importance_map((th, tw), "gaussian", 0.125, predictor.device)
+    weight_acc = weight_map.to(predictor.accumulate_on)
+    method = options.uncertainty
+    spread_method = method in ("tta", "mcdropout")  # sampled per window; entropy comes from the blended logits
+    classes = predictor.class_map.num_classes
+    ys, total = grid.ys, grid.total_windows
+    done = skipped = 0
+    model_seconds = 0.0
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        for c0, c1 in grid.chunks:
+            cxs = grid.columns(c0, c1)
+            rx0, rx1 = cxs[0], cxs[-1] + tw
+            buffer = RollingBuffer(classes, th + grid.step, rx1 - rx0, predictor.accumulate_on, spread_method)
+            done_y = 0  # rows above are written
+            future = reader.submit(grid.read_row, ys[0], rx0, rx1)
+            for j, y in enumerate(ys):
+                data, valid = future.result()
+                if j + 1 < len(ys):
+                    future = reader.submit(grid.read_row, ys[j + 1], rx0, rx1)
+                buffer.set_valid(y, valid)
+                todo = []
+                for x in cxs:
+                    if not valid[:, x - rx0 : x - rx0 + tw].any():
+                        skipped += 1
+                        continue
+                    todo.append((x, data[:, :, x - rx0 : x - rx0 + tw]))
+                for b0 in range(0, len(todo), options.batch):
+                    part = todo[b0 : b0 + options.batch]
+                    batch = torch.from_numpy(np.stack([w for _, w in part]))
+                    t0 = time.perf_counter()
+                    spread = None
+                    if spread_method:
+                        logits, spread = predictor.window_uncertainty(batch, method)
+                        logits = logits * weight_map
+                        spread = (spread * weight_map).to(predictor.accumulate_on)
+                    else:
+                        logits = predictor.window_logits(batch) * weight_map
+                    logits = logits.to(predictor.accumulate_on)
+                    model_seconds += time.perf_counter() - t0
+                    for i, ((x, _), lg) in enumerate(zip(part, logits)):
+                        buffer.add(y, x - rx0, lg, weight_acc, spread[i] if spread is not None else None)
+                done += len(cxs)
+                if progress is not None:
+                    progress(done, total)
+                final_y = ys[j + 1] if j + 1 < len(ys) else grid.height
+                n = final_y - done_y
+                if n <= 0:
+                    continue
+                rows = _finish_rows(*buffer.take(done_y, n, c0 - rx0, c1 - rx0), method=method,
+                                    probabilities=rasters.probabilities is not None, dtype=rasters.dtype,
+                                    nodata=rasters.nodata)
+                # compressing and writing happen in a second thread, in order
+                rasters.submit(*rows, Window(c0, done_y, c1 - c0, n))
+                done_y = final_y
+                buffer.drop_above(done_y)
+            rasters.wait()  # re-raise any write error here
+    return skipped, model_seconds
+
+
+def _finish_rows(logits: Any, weights: Any, valid: np.ndarray, spread: Any, *, method: str | None, probabilities: bool,
+                 dtype: str, nodata: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Rows no later window touches: class labels (nodata where invalid or uncovered), the valid
+    mask, probabilities (uint8 1..255, 0 = nodata) and uncertainty (nodata -1) when asked for."""
+    from segsuite.core.uncertainty import entropy
+
+    covered = (weights > 0).cpu().numpy()
+    labels = class_argmax(logits).cpu().numpy().astype(dtype)
+    ok = valid & covered
+    labels[~ok] = nodata
+    probs = unc = None
+    if probabilities or method == "entropy":
+        p_t = (logits / weights.clamp(min=1e-12)).softmax(0)
+        if method == "entropy":
+            unc = entropy(p_t[None])[0]
+        if probabilities:
+            probs = np.round(p_t.cpu().numpy() * 254).astype(np.uint8) + 1  # 0 stays nodata
+            probs[:, ~ok] = 0
+    if spread is not None:
+        unc = spread / weights.clamp(min=1e-12)
+    if unc is not None:
+        unc = unc.cpu().numpy().astype(np.float32)
+        unc[~ok] = UNCERTAINTY_NODATA
+    return labels, ok, probs, unc
 
 
 def class_argmax(logits: Any) -> Any:
@@ -402,74 +404,27 @@ def class_argmax(logits: Any) -> Any:
     return index
 
 
-def has_mask(src: Any) -> bool:
-    """Whether the file itself marks invalid pixels (nodata value, internal mask or alpha)."""
-    from rasterio.enums import ColorInterp, MaskFlags
-
-    return (src.nodata is not None or any(ci == ColorInterp.alpha for ci in src.colorinterp)
-            or any(m != MaskFlags.all_valid for flags in src.mask_flag_enums for m in flags))
-
-
-def valid_mask(src: Any, window: Any, data: np.ndarray, nodata: float | None, use_file_mask: bool) -> np.ndarray:
-    """Valid pixels of ``data`` (read from ``window``): a user's ``--nodata`` value wins; otherwise
-    GDAL's dataset mask plus any alpha band (GDAL itself honours alpha only as the last of 2 or 4 bands)."""
-    from rasterio.enums import ColorInterp
-
-    if nodata is not None:
-        return ~np.all(data == np.float32(nodata), axis=0)
-    if not use_file_mask:
-        return np.ones(data.shape[1:], bool)
-    valid = src.dataset_mask(window=window) > 0
-    for i, ci in enumerate(src.colorinterp):
-        if ci == ColorInterp.alpha:
-            valid &= src.read(i + 1, window=window) > 0
-    return valid
-
-
-def _has_cog() -> bool:
-    try:
-        import rasterio
-
-        with rasterio.Env() as env:
-            return "COG" in env.drivers()
-    except Exception:
-        return False
-
-
-def band_statistics(path: str | Path, bands: Sequence[int] | None = None, nodata: float | None = None) -> dict[str, Any]:
-    """Per-band count, mean, std, min and max over valid pixels, streamed block by block."""
-    src = _open(Path(path))
-    with src:
-        bands = list(bands or default_bands(src))
-        bad = [b for b in bands if not 1 <= b <= src.count]
-        if bad:
-            raise InputFileError(f"{path}: band(s) {bad} do not exist; the raster has bands 1..{src.count}")
-        use_mask = has_mask(src)
-        n = np.zeros(len(bands))
-        s = np.zeros(len(bands))
-        s2 = np.zeros(len(bands))
-        lo = np.full(len(bands), np.inf)
-        hi = np.full(len(bands), -np.inf)
-        for _, win in src.block_windows(1):
-            data = src.read(bands, window=win, out_dtype="float64")
-            valid = valid_mask(src, win, data, nodata, use_mask) & np.isfinite(data).all(axis=0)
-            v = data[:, valid]
-            if v.size == 0:
-                continue
-            # shift by the first block's mean would be more stable; float64 sums suffice for imagery
-            n += v.shape[1]
-            s += v.sum(1)
-            s2 += (v**2).sum(1)
-            lo = np.minimum(lo, v.min(1))
-            hi = np.maximum(hi, v.max(1))
-        if not n.any():
-            raise InputFileError(f"{path}: every pixel is nodata; nothing to compute")
-        mean = s / n
-        std = np.sqrt(np.maximum(s2 / n - mean**2, 0))
-        return {
-            "input": str(path), "bands": bands, "valid_pixels": int(n[0]),
-            "mean": mean.tolist(), "std": std.tolist(), "min": lo.tolist(), "max": hi.tolist(),
-            "normalization": {"kind": "zscore", "mean": mean.tolist(), "std": (std + 1e-6).tolist(), "bands": [f"band {b}" for b in bands]},
-        }
-
-
+def _summary(src: Any, path: Path, output: Path, grid: SceneGrid, class_map: Any, options: TileOptions,
+             rasters: OutputRasters, skipped: int, driver: str, seconds: float, model_seconds: float) -> dict[str, Any]:
+    """What :func:`tile_raster` returns (and ``segsuite tile`` stores beside the class raster)."""
+    px_area, units, m2 = area_units(src)
+    counts, H, W = rasters.counts, grid.height, grid.width
+    return {
+        "input": str(path), "output": str(output), "format": driver,
+        "size": [H, W], "bands": list(grid.bands), "crs": src.crs.to_string() if src.crs else None,
+        "transform": list(src.transform)[:6],
+        "classes": {
+            name: {
+                "pixels": int(counts[i]),
+                **({"area_map_units2": float(counts[i] * px_area)} if px_area is not None else {}),
+                **({"area_m2": float(counts[i] * m2)} if m2 is not None else {}),
+            }
+            for i, name in enumerate(class_map.names)
+        },
+        "map_units": units,
+        "nodata_pixels": rasters.nodata_pixels,
+        "windows": grid.total_windows, "windows_skipped_nodata": skipped,
+        "tile": options.tile, "overlap": options.overlap,
+        "seconds": round(seconds, 3), "model_seconds": round(model_seconds, 3),
+        "megapixels_per_second": round(H * W / 1e6 / seconds, 3) if seconds > 0 else None,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from segsuite.core.data.images import read_image_array, write_image
 from segsuite.core.models import build_model
 from segsuite.core.plugins import load_plugins
 from segsuite.plugins.driving.classes import CITYSCAPES
+from segsuite.plugins.driving.formats import is_camvid, is_cityscapes
 from segsuite.plugins.driving.scenes import drivable_mask, objects_of
 
 
@@ -91,10 +93,15 @@ def test_video_pipeline_reports_fps_and_flicker(city_ckpt, tmp_path, cli):
     while cap.read()[0]:
         n += 1
     assert n == 12 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 64
+    assert "drive.mp4: 12 frames at" in res.stdout and "% smoothed (0.3)" in res.stdout
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
     assert_one_line_error(cli("run", "driving", "--input", tmp_path / "broken.mp4", "--model", city_ckpt,
-                              "--output", tmp_path / "o2"), "broken.mp4")
-    assert not list((tmp_path / "o2").glob("*.mp4"))
+                              "--output", tmp_path / "o2"), "broken.mp4", "not a readable video")
+    assert not list((tmp_path / "o2").glob("*.mp4")) and not (tmp_path / "o2" / "broken_video.json").exists()
+    summary = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    assert summary["counts"]["failed"] == 1 and "broken.mp4" in summary["inputs"][0]["error"]
+    assert_one_line_error(cli("run", "driving", "--input", tmp_path / "drive.mp4", "--model", city_ckpt,
+                              "--smooth", "1.5"), "--smooth 1.5 must be in (0, 1]")
 
 
 def test_category_iou_merges_classes_within_a_category():
@@ -199,4 +206,116 @@ def test_run_driving_uncertainty_for_images_and_a_clear_error_for_video(city_ckp
     res = cli("run", "driving", "--input", tmp_path / "drive.mp4", "--model", city_ckpt, "--output", tmp_path / "v",
               "--uncertainty", "entropy")
     assert_one_line_error(res, "drive.mp4: --uncertainty maps are written for images only")
-    assert not (tmp_path / "v").exists()
+    assert not list((tmp_path / "v").glob("drive*"))  # refused before a frame was read: nothing written
+    summary = json.loads((tmp_path / "v" / "summary.json").read_text())
+    assert [i["status"] for i in summary["inputs"]] == ["failed"]
+
+
+def _cityscapes_frames(root, cities, per_city=2, size=(32, 64), seed=5):
+    """``root/leftImg8bit/val/<city>/<city>_000000_00000k_leftImg8bit.png`` for each city."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for city in cities:
+        for k in range(per_city):
+            path = root / "leftImg8bit" / "val" / city / f"{city}_000000_{k:06d}_leftImg8bit.png"
+            write_image(path, rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+            frames.append(path)
+    return frames
+
+
+def test_run_driving_finds_frames_in_city_subfolders(city_ckpt, tmp_path, cli):
+    frames = _cityscapes_frames(tmp_path / "cs", ("aachen", "bonn", "lindau"))
+    res = cli("run", "driving", "--input", tmp_path / "cs" / "leftImg8bit" / "val", "--model", city_ckpt,
+              "--output", tmp_path / "out", "--format", "cityscapes", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    for frame in frames:
+        stem = frame.name[: -len("_leftImg8bit.png")]
+        for suffix in ("_labels.png", "_color.png", "_overlay.png", "_drivable.png", ".json"):
+            assert (tmp_path / "out" / f"{stem}{suffix}").is_file(), f"{stem}{suffix}"
+        assert (tmp_path / "out" / "cityscapes_results" / f"{stem}_labelIds.png").is_file()
+        assert f"{frame.name}: drivable" in res.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"]["ok"] == len(frames) == 6
+    rec = json.loads((tmp_path / "out" / "bonn_000000_000001.json").read_text())
+    assert rec["input"] == str(frames[3]) and rec["outputs"]["label_ids"].endswith("bonn_000000_000001_labelIds.png")
+
+
+def test_run_driving_batch_goes_on_past_bad_frames(city_ckpt, tmp_path, cli):
+    frames = _cityscapes_frames(tmp_path / "cs", ("bonn",), per_city=3)
+    folder = frames[0].parent
+    first = folder / "aaa_000000_000000_leftImg8bit.png"
+    first.write_bytes(b"this is not a png")
+    last = folder / "zzz_000000_000000_leftImg8bit.png"
+    last.write_bytes(frames[0].read_bytes()[:60])  # a PNG cut short: the header reads, the pixels do not
+    res = cli("run", "driving", "--input", folder, "--model", city_ckpt, "--output", tmp_path / "out", "--device", "cpu")
+    assert res.exit_code == 2, res.output
+    for frame in frames:
+        stem = frame.name[: -len("_leftImg8bit.png")]
+        assert (tmp_path / "out" / f"{stem}_overlay.png").is_file() and (tmp_path / "out" / f"{stem}.json").is_file()
+    assert not list((tmp_path / "out").glob("aaa_*")) and not list((tmp_path / "out").glob("zzz_*"))
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("segsuite: error:")]
+    assert len(errors) == 3 and "Traceback" not in res.stderr
+    assert first.name in errors[0] and last.name in errors[1] and "2 of 5 failed" in errors[2]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    status = {Path(i["input"]).name: i["status"] for i in summary["inputs"]}
+    assert status == {first.name: "failed", last.name: "failed", **{f.name: "ok" for f in frames}}
+    failed = [i for i in summary["inputs"] if i["status"] == "failed"]
+    assert all(Path(i["input"]).name in i["error"] for i in failed)
+
+
+def test_run_driving_help_lists_only_driving_options(cli):
+    res = cli("run", "driving", "--help")
+    assert res.exit_code == 0, res.output
+    for flag in ("--format", "--smooth", "--uncertainty", "--input", "--skip-existing"):
+        assert flag in res.stdout
+    for flag in ("--threshold", "--tta", "--min-area", "--label-format"):
+        assert flag not in res.stdout
+
+
+def test_run_driving_report_shows_frames_and_video(tmp_path, cli):
+    import shutil
+
+    shutil.copytree(DRIVING / "frames", tmp_path / "in")
+    shutil.copy(DRIVING / "drive.mp4", tmp_path / "in" / "drive.mp4")
+    res = cli("run", "driving", "--input", tmp_path / "in", "--output", tmp_path / "out", "--smooth", "0.5",
+              "--report", tmp_path / "report", "--device", "cpu")  # the shipped model
+    assert res.exit_code == 0, res.output
+    assert "drive.mp4: 30 frames at" in res.stdout and "% smoothed (0.5)" in res.stdout
+    page = (tmp_path / "report" / "index.html").read_text()
+    for text in ("Drivable area and objects per frame", "Video drive.mp4", "flicker, smoothed with weight 0.5",
+                 "drive_overlay.mp4: overlay frames from start to end", "synthville_000007_000002: drivable area"):
+        assert text in page
+    assert (tmp_path / "report" / "drive_overlay_frames.png").is_file()
+    video = json.loads((tmp_path / "out" / "drive_video.json").read_text())
+    assert video["frames"] == 30 and video["outputs"]["overlay_video"] == str(tmp_path / "out" / "drive_overlay.mp4")
+
+
+def test_sample_evaluates_on_its_named_frames_and_labels(tmp_path, cli):
+    from segsuite.core.plugins import load_plugins
+
+    sample = load_plugins(entry_points=False).domain("driving").sample
+    assert all((DRIVING / spec).exists() for spec in sample.inputs) and sample.options == {"smooth": 0.5}
+    res = cli("evaluate", "driving", "--model", DRIVING / "model.safetensors", "--data", DRIVING / sample.labels,
+              "--output", tmp_path / "ev", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["mean_iou"] > 0.8 and len(m["per_image"]) == len(list((DRIVING / "frames").glob("*.png")))
+    assert f"mean IoU           {m['mean_iou']:.4f}" in res.stdout
+    assert f"mean category IoU {m['mean_category_iou']:.4f}" in res.stdout
+
+
+def test_dataset_formats_are_detected_by_one_rule_each(tmp_path):
+    from segsuite.core.domain import DatasetFormat
+    from segsuite.core.plugins import load_plugins
+
+    formats = load_plugins(entry_points=False).domain("driving").dataset_formats
+    assert set(formats) == {"cityscapes", "camvid"} and all(isinstance(f, DatasetFormat) for f in formats.values())
+    assert formats["camvid"].detect is is_camvid and formats["cityscapes"].detect is is_cityscapes
+    for split in ("train", "val"):  # training needs train/trainannot, evaluation val/valannot: both are CamVid
+        root = tmp_path / split
+        (root / split).mkdir(parents=True)
+        assert not is_camvid(root)
+        (root / f"{split}annot").mkdir()
+        assert is_camvid(root) and not is_cityscapes(root)
+    (tmp_path / "cs" / "leftImg8bit").mkdir(parents=True)
+    assert is_cityscapes(tmp_path / "cs") and not is_camvid(tmp_path / "cs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -98,7 +99,9 @@ def test_bad_volumes_are_one_line_errors_with_nothing_left(ckpt, tmp_path, cli):
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8, 3), np.float32), np.eye(4)), tmp_path / "four.nii.gz")
     assert_one_line_error(cli("run", "medical", "--input", tmp_path / "four.nii.gz", "--model", ckpt, "--output", tmp_path / "o"),
                           "3 volume(s) along the 4th dimension but the model takes 1 channel(s)")
-    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())  # nothing half-written
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert written == [".segsuite-outputs.json", "segsuite.log", "summary.csv", "summary.json"]  # nothing half-written
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["counts"]["failed"] == 1
 
 
 def test_postprocessing_options():
@@ -126,11 +129,21 @@ def test_run_medical_postprocessing_flags(ckpt, tmp_path, cli):
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "out" / "p_seg.json").read_text())
     assert all(v["components"] <= 1 for v in report["classes"].values())
-    from segsuite.core.data.images import write_image
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["options"]["keep_largest"] is True and summary["options"]["min_volume"] == 0.001
+    # a bad value is refused before any input is read or anything is written
+    assert_one_line_error(cli("run", "medical", "--input", tmp_path / "p.nii.gz", "--model", ckpt, "--output",
+                              tmp_path / "neg", "--min-volume", "-1"), "--min-volume -1", "at least 0")
+    assert not (tmp_path / "neg").exists()
 
-    write_image(tmp_path / "part.png", np.zeros((8, 8), np.uint8))
-    assert_one_line_error(cli("run", "industrial", "--input", tmp_path / "part.png", "--keep-largest"),
-                          "the industrial domain does not use --keep-largest")
+
+def test_run_medical_help_lists_the_medical_options_only(cli):
+    res = cli("run", "medical", "--help")
+    assert res.exit_code == 0, res.output
+    for flag in ("--keep-largest", "--fill-holes", "--min-volume", "--probabilities", "--tta", "--fast", "--uncertainty",
+                 "--skip-existing", "--report"):
+        assert flag in res.output
+    assert "--threshold" not in res.output and "--smooth" not in res.output
 
 
 # -- preprocessing ---------------------------------------------------------------------------------
@@ -252,6 +265,8 @@ def test_train_and_evaluate_medical_on_generated_phantoms(cli, tmp_path):
     assert {"dice", "hd95_mm", "nsd", "volume_error_ml"} <= set(metrics["classes"]["liver"])
     assert (tmp_path / "ev" / "per_case.csv").read_text().startswith("case,class,dice,hd95_mm,nsd")
     assert (tmp_path / "ev" / "confusion.png").is_file()
+    assert "class             Dice   HD95 mm     NSD  vol err mL  scored" in res.stdout
+    assert "mean Dice" in res.stdout and f"wrote {tmp_path / 'ev' / 'metrics.json'}, per_case.csv, confusion.png" in res.stdout
 
 
 def test_nnunet_v2_and_paired_layouts_are_read(tmp_path):
@@ -345,8 +360,85 @@ def test_batch_run_continues_past_a_bad_file(ckpt, tmp_path, cli):
     nib.save(nib.Nifti1Image(np.zeros((12, 12, 8), np.int16), np.eye(4)), folder / "c.nii")
     res = cli("run", "medical", "--input", folder, "--model", ckpt, "--output", tmp_path / "o", "--device", "cpu")
     assert res.exit_code == 2
-    assert "1 of 3 input(s) failed" in res.output and "b.nii.gz" in res.output
+    assert "1 of 3 failed" in res.stderr and "b.nii.gz" in res.stderr
     assert sorted(p.name for p in (tmp_path / "o").glob("*_seg.nii.gz")) == ["a_seg.nii.gz", "c_seg.nii.gz"]
+
+
+def _nan_affine_nifti(path):
+    """A NIfTI whose sform holds a NaN (nibabel refuses to write one, so the header bytes are patched)."""
+    import gzip
+    import struct
+
+    img = nib.Nifti1Image(np.zeros((10, 10, 8), np.int16), np.eye(4))
+    img.set_sform(np.eye(4), code=1)
+    raw = bytearray(img.to_bytes())
+    raw[280:284] = struct.pack("<f", float("nan"))  # srow_x[0] of the NIfTI-1 header
+    path.write_bytes(gzip.compress(bytes(raw)))
+    assert np.isnan(nib.load(path).affine).any()
+
+
+def test_batch_with_bad_files_first_and_last_writes_the_good_case(ckpt, tmp_path, cli):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _nan_affine_nifti(folder / "a_nan.nii.gz")  # sorts first
+    nib.save(nib.Nifti1Image(np.random.default_rng(5).normal(0, 200, (12, 12, 8)).astype(np.int16), np.eye(4)),
+             folder / "b_good.nii.gz")
+    (folder / "c_text.nii").write_text("not a NIfTI file at all\n")  # sorts last
+    res = cli("run", "medical", "--input", folder, "--model", ckpt, "--output", tmp_path / "o", "--device", "cpu")
+    assert res.exit_code == 2
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("segsuite: error:")]
+    assert len(errors) == 3 and "Traceback" not in res.stderr
+    assert "a_nan.nii.gz: the header's voxel-to-world matrix (qform/sform) is not finite" in errors[0]
+    assert "c_text.nii: not a readable NIfTI file" in errors[1] and "2 of 3 failed" in errors[2]
+    assert "a bug" not in res.stderr  # both are the input's fault, reported as such
+    assert nib.load(tmp_path / "o" / "b_good_seg.nii.gz").shape == (12, 12, 8)
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    status = {Path(e["input"]).name: e for e in summary["inputs"]}
+    assert [status[n]["status"] for n in ("a_nan.nii.gz", "b_good.nii.gz", "c_text.nii")] == ["failed", "ok", "failed"]
+    for name in ("a_nan.nii.gz", "c_text.nii"):
+        assert name in status[name]["error"] and "\n" not in status[name]["error"]
+    assert not (tmp_path / "o" / "a_nan_seg.nii.gz").exists() and not (tmp_path / "o" / "c_text_seg.json").exists()
+
+
+def test_output_naming_the_input_is_refused_and_the_input_is_unchanged(ckpt, tmp_path, cli, monkeypatch):
+    nib.save(nib.Nifti1Image(np.zeros((10, 10, 8), np.int16), np.eye(4)), tmp_path / "ph.nii.gz")
+    before = (tmp_path / "ph.nii.gz").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    res = cli("run", "medical", "--input", "ph.nii.gz", "--output", "ph.nii.gz", "--model", ckpt, "--device", "cpu")
+    assert_one_line_error(res, "ph.nii.gz", "would overwrite the input")
+    assert (tmp_path / "ph.nii.gz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ph.nii.gz"]  # nothing written beside it either
+
+
+def test_one_input_with_an_output_file_name(ckpt, tmp_path, cli):
+    nib.save(nib.Nifti1Image(np.zeros((10, 10, 8), np.int16), np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "ct.nii.gz")
+    res = cli("run", "medical", "--input", tmp_path / "ct.nii.gz", "--output", tmp_path / "res" / "liver.nii.gz",
+              "--model", ckpt, "--probabilities", "--uncertainty", "entropy", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "res").iterdir() if not p.name.startswith("."))
+    assert names == ["liver.json", "liver.nii.gz", "liver_probabilities.nii.gz", "liver_uncertainty.nii.gz",
+                     "summary.csv", "summary.json"]
+    assert json.loads((tmp_path / "res" / "liver.json").read_text())["outputs"]["labels"] == str(tmp_path / "res" / "liver.nii.gz")
+
+
+def test_same_case_name_as_nii_and_nii_gz_gives_two_label_volumes(ckpt, tmp_path, cli):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(6)
+    nib.save(nib.Nifti1Image(rng.normal(0, 200, (12, 10, 8)).astype(np.int16), np.eye(4)), folder / "case.nii")
+    nib.save(nib.Nifti1Image(rng.normal(0, 200, (9, 11, 7)).astype(np.int16), np.diag([2.0, 1.0, 1.5, 1.0])),
+             folder / "case.nii.gz")
+    res = cli("run", "medical", "--input", folder, "--model", ckpt, "--output", tmp_path / "o", "--device", "cpu",
+              "--report", tmp_path / "report")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    labels = {Path(e["input"]).name: Path(e["outputs"]["labels"]) for e in summary["inputs"] if e["status"] == "ok"}
+    assert set(labels) == {"case.nii", "case.nii.gz"} and labels["case.nii"] != labels["case.nii.gz"]
+    # each label volume is on its own input's grid: neither overwrote the other
+    assert nib.load(labels["case.nii"]).shape == (12, 10, 8) and nib.load(labels["case.nii.gz"]).shape == (9, 11, 7)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "Volumes per structure" in html and labels["case.nii"].name in html and labels["case.nii.gz"].name in html
+    assert len(list((tmp_path / "report").glob("*_overlay.png"))) == 2
 
 
 # -- shipped sample data and default model -------------------------------------------------------
@@ -365,6 +457,21 @@ def test_run_medical_on_the_sample_with_no_other_argument(segsuite_proc, tmp_pat
     assert liver > 0.9
 
 
+def test_the_demo_sample_is_the_shipped_phantoms():
+    """The demo note counts the sample cases; they are the inputs and the labelled MSD data of the sample."""
+    from conftest import ROOT
+    from segsuite.core.pipeline import Evaluates, Explains
+
+    dom = load_plugins(entry_points=False).domain("medical")
+    assert isinstance(dom.pipeline, Evaluates) and isinstance(dom.pipeline, Explains)
+    root = ROOT / "sample_data" / "medical"
+    cases = [p for p in (root / dom.sample.inputs[0]).iterdir() if p.name.endswith(".nii.gz")]
+    assert f"on {len(cases)} synthetic CT-like phantoms" in dom.sample.note
+    assert (root / dom.sample.labels / "dataset.json").is_file()
+    fmt = dom.dataset_formats["msd"]
+    assert fmt.detect(root) and [p.image.name for p in fmt.list_pairs(root)] == sorted(p.name for p in cases)
+
+
 def test_default_model_reaches_dice_on_fresh_phantoms(tmp_path):
     """Phantoms from a seed the model never saw, in random orientations and spacings."""
     from conftest import ROOT
@@ -372,7 +479,7 @@ def test_default_model_reaches_dice_on_fresh_phantoms(tmp_path):
     from segsuite.plugins.medical.synthetic import make_phantom_dataset
 
     data = make_phantom_dataset(tmp_path / "fresh", n=3, seed=99)
-    result = evaluate_volumes(ROOT / "sample_data" / "medical" / "model.safetensors", data, None, device="cpu", echo=False)
+    result = evaluate_volumes(ROOT / "sample_data" / "medical" / "model.safetensors", data, None, device="cpu")
     for organ in ("liver", "spleen", "kidney"):
         assert result["classes"][organ]["dice"] >= 0.90, (organ, result["classes"][organ])
     assert result["mean_dice"] >= 0.90, result["classes"]

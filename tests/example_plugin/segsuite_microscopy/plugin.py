@@ -1,5 +1,8 @@
 """Adds a `microscopy` domain and a `cells` command, using only segsuite's public API.
 
+The domain's pipeline (pipeline.py) declares a run option of its own, `--min-cell-area`:
+`segsuite run microscopy` gets it without any change in segsuite's CLI.
+
 Only the hook marker is created here (no import of segsuite's plugin machinery), as
 pluggy recommends: plugins depend on the marker, not on the host.
 """
@@ -18,6 +21,8 @@ def segsuite_domains():
     from segsuite.core.data.images import read_image
     from segsuite.core.domain import Domain, ModelSpec
 
+    from .pipeline import CellCountPipeline
+
     cells = ClassMap(names=("background", "cytoplasm", "nucleus"),
                      colors=((0, 0, 0), (0, 200, 0), (0, 0, 255)), name="cells")
     return [
@@ -30,6 +35,8 @@ def segsuite_domains():
             default_model=ModelSpec("unet", {"encoder": "resnet18"}),
             patch_size=(256, 256),
             readers={".tif": read_image, ".png": read_image},
+            outputs=("label PNG", "JSON record with the cell count"),
+            pipeline=CellCountPipeline(),
         )
     ]
 

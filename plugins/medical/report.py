@@ -1,4 +1,4 @@
-"""The medical section of reports: orthogonal slices with the segmentation, organ volumes in mL, (demo) metrics.
+"""The medical section of reports: orthogonal slices with the segmentation, organ volumes in mL, metrics.
 
 Volumes are shown as three slices (axial, coronal, sagittal) through the centre of the
 segmented organs, after reorientation to RAS so that every case reads the same way
@@ -9,12 +9,14 @@ Research outputs, not for diagnostic use.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segsuite.core.classmap import ClassMap
+from segsuite.core.errors import SegsuiteError
 from segsuite.core.report import ReportSection, Table, fmt
 
 SLICE_SIDE = 220  # pixels on the long side of each slice picture
@@ -96,86 +98,106 @@ def slice_pictures(image_path: Path, label_paths: dict[str, Path], class_map: Cl
     return plain, tinted
 
 
-def _window(card: Any) -> tuple[float, float] | None:
-    norm = getattr(card, "normalization", None) or {}
-    w = norm.get("window") if norm.get("intensity") == "ct_window" else None
-    return (float(w[0]), float(w[1])) if w else None
-
-
-def run_report(reports: list[dict[str, Any]], output: Path | None, class_map: ClassMap, report_dir: Path,
-               max_cases: int = 6, card: Any = None) -> ReportSection:
+def run_report(records: Sequence[Mapping[str, Any]], class_map: ClassMap, report_dir: Path,
+               max_cases: int = 6) -> ReportSection:
     """What ``segsuite run medical`` wrote: per case three slices with the segmentation over them, and
-    the volume of every structure in mL with its connected components."""
+    the volume of every structure in mL with its connected components. ``records`` are the run's
+    records (with the ``outputs`` the executor planned); pictures go to ``report_dir``."""
     from segsuite.core.report import write_preview
 
     report_dir = Path(report_dir)
     section = ReportSection(domain="medical", title="Medical: organ segmentation of CT volumes", legend=class_map)
     rows = []
-    for n, r in enumerate(reports):
-        src, seg = Path(r["input"]), Path(r["output"])
-        case = seg.name.split(".nii")[0]
+    for n, r in enumerate(records):
+        src, seg, record = Path(r["input"]), Path(r["outputs"]["labels"]), Path(r["outputs"]["record"])
+        case = _volume_stem(seg)
         for name, v in r["classes"].items():
             rows.append([name, src.name, v["volume_ml"], v["voxels"], v["components"], v["largest_component_ml"]])
-        section.files += [(seg.name, seg), (f"{case}.json", seg.with_name(f"{case}.json"))]
+        section.files += [(seg.name, seg), (record.name, record)]
         if n < max_cases:
-            plain, tinted = slice_pictures(src, {"prediction": seg}, class_map, _window(card))
+            plain, tinted = slice_pictures(src, {"prediction": seg}, class_map, _window(r))
             section.images.append((f"{src.name}: axial, coronal, sagittal (RAS, radiological view)",
                                    write_preview(plain, report_dir / f"{case}_input.png", max_side=2048)))
             section.images.append((f"{seg.name}: segmentation over the same slices",
                                    write_preview(tinted["prediction"], report_dir / f"{case}_overlay.png", max_side=2048)))
     section.tables.append(Table("Volumes per structure", ["structure", "case", "volume (mL)", "voxels", "components",
                                                           "largest component (mL)"], rows))
-    section.facts.append(("cases", str(len(reports))))
-    if reports:
-        totals = {}
-        for r in reports:
+    section.facts.append(("cases", str(len(records))))
+    if records:
+        totals: dict[str, float] = {}
+        for r in records:
             for name, v in r["classes"].items():
                 totals[name] = totals.get(name, 0.0) + v["volume_ml"]
-        section.facts += [(f"{name} (mean)", f"{fmt(total / len(reports))} mL") for name, total in list(totals.items())[:2]]
-    if len(reports) > max_cases:
-        section.notes.append(f"pictures of the first {max_cases} of {len(reports)} cases; the table lists all")
+        section.facts += [(f"{name} (mean)", f"{fmt(total / len(records))} mL") for name, total in list(totals.items())[:2]]
+    if len(records) > max_cases:
+        section.notes.append(f"pictures of the first {max_cases} of {len(records)} cases; the table lists all")
     section.notes.append("research use only; not for diagnostic use")
     return section
 
 
-def demo(output: Path, device: str) -> ReportSection:
-    """The shipped phantom CT volumes through ``segsuite run medical`` and ``segsuite evaluate medical``."""
+def add_evaluation(section: ReportSection, result: Mapping[str, Any], output: Path) -> None:
+    """Put a result of ``segsuite evaluate medical`` into a run's section: the per-structure table (Dice,
+    HD95, NSD, volume error), the voxel metrics with the confusion matrix, the mean Dice, and the
+    reference labels of the section's first case over the same slices as its prediction."""
     from segsuite.core.checkpoint import read_card
-    from segsuite.core.demo import sample_files
     from segsuite.core.report import Evaluation, write_preview
 
-    from .evaluate import evaluate_volumes
-    from .run import run_volumes
-
-    dataset, images_dir, model = sample_files("medical", "dataset.json", "imagesTr", "model.safetensors")
-    root = dataset.parent
     output = Path(output)
-    images = sorted(p for p in images_dir.iterdir() if p.name.lower().endswith((".nii.gz", ".nii")))
-    card = read_card(model)
-    class_map = card.classes
-    reports = run_volumes(images, model, output / "run", device=device, log=lambda _m: None)
-    section = run_report(reports, output / "run", class_map, output, card=card)
-    section.notes.insert(0, f"segsuite run medical and segsuite evaluate medical on {len(images)} synthetic CT-like "
-                            "phantoms (stored in random orientations with anisotropic voxels): each volume is reoriented, "
-                            "resampled to the model's spacing, segmented in 3D and mapped back to its own grid.")
-    result = evaluate_volumes(model, root, output / "evaluation", device=device, echo=False)
-    voxel = result["voxel_metrics"]
     organ_rows = [[name, s["dice"], s["hd95_mm"], s["nsd"], s["volume_error_ml"], s["cases_scored"]]
                   for name, s in result["classes"].items()]
     section.tables.append(Table(f"Against the reference labels, per structure (mean over cases; NSD at "
                                 f"{fmt(result['nsd_tolerance_mm'])} mm)", ["structure", "Dice", "HD95 (mm)", "NSD",
                                                                            "volume error (mL)", "cases scored"], organ_rows))
-    labels_dir = root / "labelsTr"
-    first = images[0]
-    reference = labels_dir / first.name
-    if reference.is_file():
-        seg = Path(reports[0]["output"])
-        _plain, tinted = slice_pictures(first, {"prediction": seg, "reference": reference}, class_map, _window(card))
-        name = first.name.split(".nii")[0]
-        section.images.append((f"{first.name}: reference labels over the same slices",
-                               write_preview(tinted["reference"], output / f"{name}_reference.png", max_side=2048)))
-    section.evaluation = Evaluation.from_metrics(voxel, confusion=output / "evaluation" / "confusion.png",
+    first = _first_record(section)
+    reference = _reference_for(Path(first["input"]), Path(result["data"])) if first is not None else None
+    if reference is not None:
+        source, seg = Path(first["input"]), Path(first["outputs"]["labels"])
+        class_map = read_card(result["checkpoint"]).classes
+        _plain, tinted = slice_pictures(source, {"prediction": seg, "reference": reference}, class_map, _window(first))
+        section.images.append((f"{source.name}: reference labels over the same slices",
+                               write_preview(tinted["reference"], output / f"{_volume_stem(source)}_reference.png",
+                                             max_side=2048)))
+    section.evaluation = Evaluation.from_metrics(result["voxel_metrics"], confusion=output / "confusion.png",
                                                  extra=[("mean Dice (per case, foreground)", result["mean_dice"])],
-                                                 source=output / "evaluation" / "metrics.json")
+                                                 source=output / "metrics.json")
     section.facts.append(("mean Dice", fmt(result["mean_dice"])))
-    return section
+
+
+def _volume_stem(path: Path) -> str:
+    """A NIfTI file name without ``.nii`` / ``.nii.gz``."""
+    return path.name.split(".nii")[0]
+
+
+def _window(record: Mapping[str, Any]) -> tuple[float, float] | None:
+    w = record.get("ct_window")
+    return (float(w[0]), float(w[1])) if w else None
+
+
+def _first_record(section: ReportSection) -> dict[str, Any] | None:
+    """The record of the first case :func:`run_report` listed (read back from its JSON), if any."""
+    import json
+
+    for _name, path in section.files:
+        if Path(path).suffix == ".json" and Path(path).is_file():
+            try:
+                record = json.loads(Path(path).read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and "input" in record and "labels" in record.get("outputs", {}):
+                return record
+    return None
+
+
+def _reference_for(image: Path, data: Path) -> Path | None:
+    """The reference label volume of ``image`` in the labelled data ``data``, when it has one."""
+    from .dataset import scan_cases
+
+    try:
+        cases = scan_cases(data)
+    except SegsuiteError:
+        return None
+    target = image.resolve()
+    for case in cases:
+        if any(p.resolve() == target for p in case.images) and case.label is not None and case.label.is_file():
+            return case.label
+    return None

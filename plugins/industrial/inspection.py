@@ -6,12 +6,14 @@ smaller than ``min_area`` pixels are dropped; a part is NG when at least one reg
 left. Heatmaps use one fixed scale (probability 0..1), never a per-image stretch, so a good
 part does not light up. Images larger than the model's patch are processed at native
 resolution with the core's sliding window: small defects vanish when images are shrunk.
+
+These are the building blocks; :mod:`.pipeline` runs them for one part at a time through the
+core's job executor (``segsuite run industrial``), :mod:`.metrics` and :mod:`.calibrate` over
+labelled parts.
 """
 
 from __future__ import annotations
 
-import csv
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,8 @@ class InspectOptions:
 
 
 def settings(card: Any, options: InspectOptions) -> tuple[float, int]:
+    """The working threshold and minimum area: the options' where given, else the card's calibrated
+    ones (``segsuite calibrate``), else 0.5 and 10 px."""
     th = (card.thresholds or {}) if card is not None else {}
     threshold = options.threshold if options.threshold is not None else float(th.get("defect_probability", DEFAULT_THRESHOLD))
     min_area = options.min_area if options.min_area is not None else int(th.get("min_area_px", DEFAULT_MIN_AREA))
@@ -147,6 +151,7 @@ def heatmap(p_defect: np.ndarray) -> np.ndarray:
 
 
 def overlay_defects(image: np.ndarray, labels: np.ndarray, defects: list[dict[str, Any]], class_map: ClassMap) -> np.ndarray:
+    """The part with its defect regions tinted in their class colour, each boxed and named."""
     import cv2
 
     from segsuite.core.visualize import overlay
@@ -158,88 +163,3 @@ def overlay_defects(image: np.ndarray, labels: np.ndarray, defects: list[dict[st
         cv2.rectangle(out, (x - 2, y - 2), (x + w + 1, y + h + 1), colour, 1)
         cv2.putText(out, d["class"], (x, max(10, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
     return out
-
-
-def inspect_files(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
-                  threshold: float | None = None, min_area: int | None = None, pixel_size: float | None = None,
-                  log: Any = None, uncertainty: str | None = None) -> list[dict[str, Any]]:
-    """``segsuite run industrial``: per image mask, heatmap, overlay and JSON; a CSV for the batch.
-
-    With ``uncertainty`` also ``{stem}_uncertainty.png`` (fixed 0..1 scale) and the map's mean and
-    maximum in the JSON: a part whose defect region is uncertain is a candidate for a second look.
-
-    A bad file in a batch is recorded (verdict ``ERROR`` with the reason) and the rest go on;
-    the caller turns any error into a non-zero exit. A single bad input raises at once.
-    """
-    from segsuite.core.data.images import read_image, write_image
-    from segsuite.core.errors import InputFileError
-    from segsuite.core.infer import Predictor
-    from segsuite.core.io import atomic_path, write_json
-    from segsuite.core.uncertainty import check_method, require_dropout
-    from segsuite.core.uncertainty import summary as uncertainty_summary
-    from segsuite.core.visualize import heatmap as uncertainty_heatmap
-
-    check_method(uncertainty)
-    options = InspectOptions(threshold=threshold, min_area=min_area, pixel_size=pixel_size)
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    class_map = predictor.class_map
-    thr, area = settings(predictor.card, options)
-    if uncertainty == "mcdropout":
-        require_dropout(predictor.model)  # a model problem, not a per-image one: stop before the batch
-    out = Path(output) if output is not None else Path("segsuite-inspection")
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for path in inputs:
-        t0 = time.perf_counter()
-        try:
-            item = read_image(path)
-            if 0 in item.array.shape:
-                raise InputFileError(f"{path}: image has zero size")
-            arr = to_model_channels(item.array, predictor.model.in_channels, predictor.card)
-            umap = None
-            if uncertainty:
-                probs, umap = defect_probability_and_uncertainty(predictor, arr, options, uncertainty)
-            else:
-                probs = defect_probability(predictor, arr, options)
-        except SegsuiteError as exc:
-            if len(inputs) == 1:
-                raise
-            records.append({"image": str(path), "verdict": "ERROR", "error": str(exc), "defects": []})
-            if log:
-                log(f"segsuite: warning: {exc}")
-            continue
-        labels, defects, p_defect = find_defects(probs, class_map, thr, area, pixel_size)
-        stem = item.name
-        write_image(out / f"{stem}_mask.png", labels)
-        write_image(out / f"{stem}_heatmap.png", heatmap(p_defect))
-        write_image(out / f"{stem}_overlay.png", overlay_defects(item.array, labels, defects, class_map))
-        record = {
-            "image": str(path), "verdict": "NG" if defects else "OK", "defects": defects,
-            "threshold": thr, "min_area_px": area, "size": list(labels.shape),
-            "max_defect_probability": round(float(p_defect.max()), 4), "seconds": round(time.perf_counter() - t0, 4),
-        }
-        if umap is not None:
-            write_image(out / f"{stem}_uncertainty.png", uncertainty_heatmap(umap))
-            record["uncertainty"] = {"method": uncertainty, **uncertainty_summary(umap)}
-        write_json(out / f"{stem}.json", record)
-        records.append(record)
-    with atomic_path(out / "summary.csv") as tmp:
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["image", "verdict", "defects", "classes", "max_defect_probability", "error"])
-            for r in records:
-                w.writerow([r["image"], r["verdict"], len(r["defects"]), ";".join(sorted({d["class"] for d in r["defects"]})),
-                            r.get("max_defect_probability", ""), r.get("error", "")])
-    return records
-
-
-def summary_table(records: list[dict[str, Any]]) -> str:
-    ok = sum(r["verdict"] == "OK" for r in records)
-    ng = sum(r["verdict"] == "NG" for r in records)
-    err = sum(r["verdict"] == "ERROR" for r in records)
-    lines = [f"{'image':<40} {'verdict':<7} defects"]
-    for r in records:
-        what = r.get("error") or ", ".join(f"{d['class']} {d['area_px']}px" for d in r["defects"])
-        lines.append(f"{Path(r['image']).name[:40]:<40} {r['verdict']:<7} {what}")
-    lines.append(f"\nOK {ok}   NG {ng}" + (f"   ERROR {err}" if err else "") + f"   ({len(records)} parts)")
-    return "\n".join(lines)

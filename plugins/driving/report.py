@@ -1,7 +1,9 @@
-"""The driving section of reports: frames with their classes, drivable area, objects, video, (demo) metrics."""
+"""The driving section of reports (``run --report`` and the demo): frames with their classes, drivable
+area and objects; videos as film strips with their speed and flicker."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,6 @@ def filmstrip(video: Path, target: Path, frames: int = 4, height: int = 128) -> 
     return write_preview(np.concatenate(tiles[:-1], axis=1), target, max_side=4096)
 
 
-def _base_name(path: Path) -> str:
-    stem = path.stem
-    return stem[: -len("_leftImg8bit")] if stem.endswith("_leftImg8bit") else stem  # as scenes.run_images names outputs
-
-
 def _by_class(objects: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for o in objects:
@@ -52,28 +49,31 @@ def _by_class(objects: list[dict[str, Any]]) -> str:
     return ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) or "none"
 
 
-def run_report(records: list[dict[str, Any]], output: Path | None, class_map: ClassMap, report_dir: Path,
-               max_frames: int = 8) -> ReportSection:
+def driving_section(records: Sequence[Mapping[str, Any]], class_map: ClassMap | None, report_dir: Path,
+                    max_frames: int = 8) -> ReportSection:
     """What ``segsuite run driving`` wrote: per frame the overlay and the drivable area, the objects found;
-    per video a strip of overlay frames, the speed and the flicker with and without smoothing."""
+    per video a strip of overlay frames, the speed and the flicker with and without smoothing.
+
+    Each record carries the paths its run wrote (``outputs``); pictures made for the page
+    (input previews, film strips) go to ``report_dir``."""
     from segsuite.core.data.images import read_image
     from segsuite.core.report import write_preview
 
-    out = Path(output) if output is not None else Path("segsuite-run")  # run_driving's default
     report_dir = Path(report_dir)
     section = ReportSection(domain="driving", title="Driving: street scenes and video", legend=class_map)
-    frames = [r for r in records if "objects" in r and "image" in r]
+    frames = [r for r in records if "video" not in r and "objects" in r]
     videos = [r for r in records if "video" in r]
     drivable_rows, object_rows = [], []
     for n, r in enumerate(frames):
-        src = Path(r["image"])
-        base = _base_name(src)
+        src, outs = Path(r["input"]), {k: Path(v) for k, v in r["outputs"].items()}
+        base = outs["record"].stem  # the stem the executor planned ({stem}.json)
         if n < max_frames:
             section.images.append((f"{src.name}", write_preview(read_image(src).array, report_dir / f"{base}_input.png")))
-            section.images.append((f"{base}: classes over the frame", out / f"{base}_overlay.png"))
-            section.images.append((f"{base}: drivable area (white)", out / f"{base}_drivable.png"))
-            section.add_uncertainty(r, out / f"{base}_uncertainty.png", base)
-            section.files.append((f"{base}.json", out / f"{base}.json"))
+            section.images.append((f"{base}: classes over the frame", outs["overlay"]))
+            section.images.append((f"{base}: drivable area (white)", outs["drivable"]))
+            if "uncertainty" in outs:
+                section.add_uncertainty(r, outs["uncertainty"], base)
+            section.files.append((outs["record"].name, outs["record"]))
         drivable_rows.append([src.name, round(100 * r["drivable_fraction"], 2), len(r["objects"]), _by_class(r["objects"])])
         for o in r["objects"]:
             x, y, w, h = o["bbox_xywh"]
@@ -84,12 +84,13 @@ def run_report(records: list[dict[str, Any]], output: Path | None, class_map: Cl
         section.tables.append(Table("Objects (connected regions of person, car, ... classes)", ["class", "frame", "area (px)", "box x,y w x h"],
                                     object_rows))
     for v in videos:
-        video, overlay_video = Path(v["video"]), Path(v["output"])
+        video, outs = Path(v["input"]), {k: Path(p) for k, p in v["outputs"].items()}
+        overlay_video = outs["overlay_video"]
         strip = filmstrip(overlay_video, report_dir / f"{overlay_video.stem}_frames.png")
         section.images.append((f"{overlay_video.name}: overlay frames from start to end", strip))
         section.files.append((overlay_video.name, overlay_video))
-        if (out / f"{video.stem}_video.json").is_file():
-            section.files.append((f"{video.stem}_video.json", out / f"{video.stem}_video.json"))
+        if outs["record"].is_file():
+            section.files.append((outs["record"].name, outs["record"]))
         detail = v.get("frames_detail", [])
         per_frame = [len(f["objects"]) for f in detail]
         rows = [["frames", v["frames"]], ["size", f"{v['size'][1]}x{v['size'][0]}"], ["input fps", v.get("input_fps")],
@@ -108,51 +109,5 @@ def run_report(records: list[dict[str, Any]], output: Path | None, class_map: Cl
                           ("mean drivable area", f"{100 * np.mean([r['drivable_fraction'] for r in frames]):.1f} %"),
                           ("objects", str(sum(len(r["objects"]) for r in frames)))]
     for v in videos:
-        section.facts.append((f"video {Path(v['video']).name}", f"{v['frames']} frames at {fmt(v.get('fps_achieved'))} fps"))
-    return section
-
-
-def demo(output: Path, device: str) -> ReportSection:
-    """The shipped street frames and video through ``segsuite run driving`` (video smoothed), and the
-    frames scored against their Cityscapes label-id files."""
-    from segsuite.core import tasks
-    from segsuite.core.data.datasets import Pair, write_manifest
-    from segsuite.core.demo import sample_files
-    from segsuite.core.infer import Predictor
-    from segsuite.core.report import Evaluation
-
-    from .evaluate import category_iou
-    from .scenes import run_images, run_video
-
-    frames_dir, labels_dir, video, model = sample_files("driving", "frames", "labels", "drive.mp4", "model.safetensors")
-    output = Path(output)
-    frames = sorted(frames_dir.glob("*_leftImg8bit.png"))
-    predictor = Predictor.from_checkpoint(model, device=device)
-    run_dir = output / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    smooth = 0.5
-    records = run_images(predictor, frames, run_dir, None) + [run_video(predictor, video, run_dir, smooth=smooth)]
-    section = run_report(records, run_dir, predictor.class_map, output)
-    section.notes.insert(0, f"segsuite run driving on {len(frames)} synthetic street frames (Cityscapes naming and label "
-                            f"ids) and on {video.name} with --smooth {smooth}: the 19 Cityscapes classes, the drivable "
-                            "area (road) and objects as connected regions of the person/vehicle classes.")
-
-    pairs = []
-    for f in frames:
-        label = labels_dir / (f.name[: -len("_leftImg8bit.png")] + "_gtFine_labelIds.png")
-        if not label.is_file():
-            from segsuite.core.demo import SampleMissing
-
-            raise SampleMissing(f"no shipped sample {label} for {f.name}")
-        pairs.append(Pair(f, label))
-    ev_dir = output / "evaluation"
-    manifest = write_manifest(ev_dir / "pairs.csv", pairs)
-    metrics = tasks.evaluate(model, manifest, ev_dir, device=device)
-    cats = category_iou(metrics.confusion, tuple(predictor.class_map.names))
-    valid = [v for v in cats.values() if np.isfinite(v)]
-    extra = [("mean category IoU", float(np.mean(valid)) if valid else None), *((f"category IoU {c}", v) for c, v in cats.items())]
-    section.evaluation = Evaluation.from_metrics(metrics.to_dict(), confusion=ev_dir / "confusion.png", extra=extra,
-                                                 source=ev_dir / "metrics.json")
-    section.notes.append("classes absent from both the labels and the prediction have no IoU (a dash) and are left out of the mean")
-    section.facts.append(("mean IoU", fmt(metrics.mean_iou)))
+        section.facts.append((f"video {Path(v['input']).name}", f"{v['frames']} frames at {fmt(v.get('fps_achieved'))} fps"))
     return section
