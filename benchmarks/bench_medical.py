@@ -95,7 +95,6 @@ def run_segsuite(volume: Path, model: Path, out: Path, device: str) -> None:
 
 def run_monai(volume: Path, model: Path, out: Path, device: str) -> None:
     import torch
-    from monai.data import decollate_batch
     from monai.inferers import sliding_window_inference
     from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd,
                                   SaveImaged, ScaleIntensityRanged, Spacingd)

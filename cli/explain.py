@@ -41,6 +41,15 @@ def explain(
         raise typer.BadParameter("--input is required")
     if class_name is None:
         raise typer.BadParameter("--class is required (a class name of the model)")
+    if model is None:
+        from segsuite.core.sample_data import default_checkpoint
+
+        model = default_checkpoint(dom.name)
+    require_path(model, "checkpoint (--model)", kind="file")
+    if str(model).lower().endswith(".onnx"):
+        raise SegsuiteError(f"{model}: explanations need the model's gradients; pass the .safetensors checkpoint, "
+                            "not an ONNX export")
+    class_name = _model_class_name(model, class_name)
     if isinstance(dom.pipeline, Explains):  # the domain explains its own inputs (e.g. volumes on their grid)
         pipeline = dom.pipeline.explainer(class_name, layer)
     elif dom.spatial_dims == 2:
@@ -54,11 +63,21 @@ def explain(
         raise SegsuiteError(f"the {dom.name} domain's explanations do not take --max-size")
     options = check_options(pipeline.options, given)
     inputs = expand_inputs(input, getattr(pipeline, "suffixes", None) or tuple(dom.readers))
-    if model is None:
-        from segsuite.core.sample_data import default_checkpoint
-
-        model = default_checkpoint(dom.name)
-    require_path(model, "checkpoint (--model)", kind="file")
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output, options=options, device=device,
               skip_existing=skip_existing, command=f"explain {dom.name}")
     execute_job(job, debug=debug_enabled(ctx), what="explaining")
+
+
+def _model_class_name(model: Path, name: str) -> str:
+    """The model's own spelling of ``--class`` (matched case-insensitively), so output names follow the
+    model's class map; an unknown class is a one-line error before any input is read. A checkpoint whose
+    card cannot be read is left to the pipeline's loader, which says what is wrong with it."""
+    from segsuite.core.checkpoint import read_card
+    from segsuite.core.errors import SegsuiteError
+    from segsuite.core.explain import class_index
+
+    try:
+        classes = read_card(model).classes
+    except SegsuiteError:  # not a readable checkpoint: the pipeline's load says what is wrong with it
+        return name
+    return classes.names[class_index(classes, name)]

@@ -28,12 +28,18 @@ class SampleMissing(SegsuiteError):
     """A domain's shipped sample data or default model is not in this checkout."""
 
 
+def sample_root(domain: Any) -> Path:
+    """The folder of a domain's shipped sample: its ``Sample.root``, else ``sample_data/<domain>/``."""
+    from .sample_data import sample_data_dir
+
+    return Path(domain.sample.root) if domain.sample.root is not None else sample_data_dir() / domain.name
+
+
 def sample_inputs(domain: Any, pipeline: Any) -> list[Path]:
     """The files of a domain's :class:`Sample` inputs, or :class:`SampleMissing` naming the first absent one."""
     from .jobs import expand_inputs
-    from .sample_data import sample_data_dir
 
-    root = sample_data_dir() / domain.name
+    root = sample_root(domain)
     suffixes = getattr(pipeline, "suffixes", None) or tuple(domain.readers) or None
     found: list[Path] = []
     for spec in domain.sample.inputs:
@@ -53,13 +59,18 @@ def domain_section(domain: Any, output: Path, device: str) -> ReportSection:
     from .image_pipeline import ImagePipeline
     from .jobs import Job, JobConsole, run_job
     from .pipeline import Evaluates, check_options
-    from .sample_data import default_checkpoint, sample_data_dir
+    from .sample_data import default_checkpoint
 
     sample = domain.sample
     pipeline = domain.pipeline or ImagePipeline(reader=lambda p: domain.reader_for(p)(p), suffixes=tuple(domain.readers),
                                                 name=domain.name)
     inputs = sample_inputs(domain, pipeline)
-    model = default_checkpoint(domain.name)
+    if sample.root is None:
+        model = default_checkpoint(domain.name)
+    else:
+        model = sample_root(domain) / sample.model
+        if not model.is_file():
+            raise SampleMissing(f"no shipped model {model}")
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output / "run",
               options=check_options(pipeline.options, dict(sample.options)), device=device, command=f"demo {domain.name}")
     result = run_job(job, console=JobConsole(quiet=True))
@@ -72,7 +83,7 @@ def domain_section(domain: Any, output: Path, device: str) -> ReportSection:
     if sample.note:
         section.notes.insert(0, sample.note)
     if sample.labels is not None and isinstance(pipeline, Evaluates):
-        labels = sample_data_dir() / domain.name / sample.labels
+        labels = sample_root(domain) / sample.labels
         if not labels.exists():
             raise SampleMissing(f"no shipped sample {labels}")
         evaluation = pipeline.evaluate(model, labels, output / "evaluation", device=device)

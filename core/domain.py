@@ -55,7 +55,7 @@ class DatasetFormat:
 
 @dataclass(frozen=True)
 class Sample:
-    """The labelled sample a domain ships in ``sample_data/<domain>/``, for ``segsuite demo``.
+    """The labelled sample a domain ships (in ``sample_data/<domain>/`` or ``root``), for ``segsuite demo``.
 
     ``inputs``: files, folders or globs relative to that folder, run through the domain's
     pipeline with ``options`` (the same code as ``segsuite run DOMAIN``); ``labels``: the
@@ -67,6 +67,11 @@ class Sample:
     labels: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    root: Path | None = None
+    """Where the sample and its model live (default: ``sample_data/<domain>/`` of the checkout, or of
+    ``SEGSUITE_SAMPLE_DATA``); a separately installed plugin points it into its own package."""
+    model: str = "model.safetensors"
+    """The shipped model, relative to ``root``."""
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")

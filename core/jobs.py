@@ -522,14 +522,6 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
     console = console or JobConsole()
     engine = engine or LocalEngine()
     plan = plan_job(job.pipeline, job.inputs, job.output, job.options, job.checkpoint)
-    engine.prepare(job, console.warning)  # model problems stop the job before any folder is made
-    folders = {p.parent for item in plan.inputs for p in item.outputs.values()} | {plan.folder}
-    for folder in folders:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        clean_stale_partials(folder)
-    summary_path = plan.folder / "summary.json"
-    _record_outputs(plan, [summary_path, plan.folder / "summary.csv", plan.folder / LOG_NAME])
-
     results: dict[Path, InputResult] = {}
     todo = []
     for item in plan.inputs:
@@ -537,6 +529,15 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
             results[item.source] = _skipped(item)
         else:
             todo.append(item)
+    if todo:
+        engine.prepare(job, console.warning)  # model problems stop the job before any folder is made
+    folders = {p.parent for item in plan.inputs for p in item.outputs.values()} | {plan.folder}
+    for folder in folders:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        clean_stale_partials(folder)
+    summary_path = plan.folder / "summary.json"
+    _record_outputs(plan, [summary_path, plan.folder / "summary.csv", plan.folder / LOG_NAME])
+
     if job.skip_existing and len(todo) < len(plan.inputs):
         console.line(f"skipping {len(plan.inputs) - len(todo)} input(s) whose outputs are complete (--skip-existing)")
     started = time.time()
@@ -560,7 +561,8 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
 
         try:
             with _signals_raise():
-                engine.execute(job, todo, done, sub_progress)
+                if todo:
+                    engine.execute(job, todo, done, sub_progress)
         except KeyboardInterrupt:
             interrupted, exit_code = "SIGINT", 130
         except JobInterrupted as exc:

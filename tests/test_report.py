@@ -262,8 +262,8 @@ def test_demo_report_renders_in_chromium(tmp_path, cli, chromium):
     assert "report:" in res.stdout and "satellite" in res.stdout
 
     shutil.copy(index, tmp_path / "demo" / "broken.html")  # the check can fail: remove one picture
-    (tmp_path / "demo" / "satellite" / "scene_labels.png").unlink()
-    assert browser_check(chromium, tmp_path / "demo" / "broken.html")["broken"] == ["satellite/scene_labels.png"]
+    (tmp_path / "demo" / "satellite" / "evaluation" / "scene_labels.png").unlink()
+    assert browser_check(chromium, tmp_path / "demo" / "broken.html")["broken"] == ["satellite/evaluation/scene_labels.png"]
 
 
 def test_demo_skips_domains_without_shipped_samples(tmp_path, cli, monkeypatch):

@@ -1,33 +1,34 @@
-"""The satellite plugin's commands: ``segsuite tile`` and ``segsuite stats``."""
+"""The satellite plugin's commands: ``segsuite tile`` and ``segsuite stats``.
+
+``tile`` is a front end to :class:`~segsuite.plugins.satellite.pipeline.TilingPipeline` run
+through the core's job executor, so it behaves as ``segsuite run satellite`` does (failures per
+scene, ``summary.json``, ``--skip-existing``, its own outputs never taken as inputs) and keeps
+the flags it always had. Plugins do not import ``segsuite.cli``; the few lines the CLI's
+job helper has (``--report``, the final line, the exit status) are written out here.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 
-def _parse_bands(text: str | None) -> tuple[int, ...] | None:
-    from segsuite.core.errors import SegsuiteError
-
-    if text is None:
-        return None
-    try:
-        bands = tuple(int(b) for b in text.split(","))
-    except ValueError:
-        raise SegsuiteError(f"--bands {text!r} must be 1-based band numbers like 1,2,3,4") from None
-    if not bands or min(bands) < 1:
-        raise SegsuiteError(f"--bands {text!r} must be 1-based band numbers like 1,2,3,4")
-    return bands
+def _debug(ctx: typer.Context) -> bool:
+    """``segsuite --debug`` (or SEGSUITE_DEBUG): tracebacks of failed scenes on the terminal too."""
+    if os.environ.get("SEGSUITE_DEBUG", "") not in ("", "0"):
+        return True
+    return bool(ctx.find_root().params.get("debug"))
 
 
 def tile(
-    input: Annotated[str, typer.Argument(help="GeoTIFF scene, or a folder / glob of scenes")],
+    ctx: typer.Context,
+    input: Annotated[str, typer.Argument(help="GeoTIFF scene, or a folder (searched recursively) / glob of scenes")],
     model: Annotated[Optional[Path], typer.Option(help="Checkpoint; the shipped satellite model when omitted")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Output class GeoTIFF, or a folder for several inputs (default: INPUT_classes.tif beside the input)")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output class GeoTIFF for one scene, or a folder (default: INPUT_classes.tif beside each input)")] = None,
     tile_size: Annotated[int, typer.Option("--tile", help="Window side in pixels")] = 512,
     overlap: Annotated[int, typer.Option(help="Overlap between neighbouring windows in pixels")] = 64,
     batch: Annotated[int, typer.Option(help="Windows per forward pass")] = 4,
@@ -41,93 +42,62 @@ def tile(
     simplify: Annotated[float, typer.Option(help="With --vector: simplification tolerance (map units)")] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (scene previews, classes, areas) into this folder")] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip scenes whose outputs are all there already (resume an interrupted batch)")] = False,
 ) -> None:
-    """Segment a GeoTIFF scene window by window into a seamless, georeferenced class raster.
+    """Segment GeoTIFF scenes window by window into seamless, georeferenced class rasters.
 
     Streams windows with rasterio (memory does not grow with the scene), blends overlapping
     predictions with a Gaussian so no seam shows, honours nodata (value, mask or alpha band;
     all-nodata windows are skipped), and writes a tiled, compressed GeoTIFF/COG with the
     input's CRS and transform, a colour table and overviews, plus a JSON summary with the
-    area of every class.
+    area of every class. A scene that fails is reported and the others go on (exit status 2);
+    summary.json lists every scene. The same as `segsuite run satellite`.
     """
-    from segsuite.cli.common import expand_inputs
     from segsuite.core.errors import SegsuiteError
-    from segsuite.core.infer import Predictor
+    from segsuite.core.jobs import Job, JobConsole, expand_inputs, require_path, run_job
+    from segsuite.core.pipeline import check_options
     from segsuite.core.sample_data import default_checkpoint
 
-    from .tiling import TileOptions
+    from .pipeline import TilingPipeline, tile_options
 
+    pipeline = TilingPipeline()
+    given = {"tile": tile_size, "overlap": overlap, "batch": batch, "bands": bands, "nodata": nodata,
+             "probabilities": probabilities, "no_cog": not cog, "uncertainty": uncertainty, "vector": vector,
+             "min_area": min_area, "simplify": simplify}
+    options = check_options(pipeline.options, given)
+    tile_options(options)  # --overlap against --tile, before any input is read
     if report is not None:
         from segsuite.core.report import check_report_folder
 
         check_report_folder(report)
-    inputs = expand_inputs(input, (".tif", ".tiff"))
-    options = TileOptions(tile=tile_size, overlap=overlap, batch=batch, bands=_parse_bands(bands), nodata=nodata,
-                          probabilities=probabilities, cog=cog, uncertainty=uncertainty)
-    ckpt = model or default_checkpoint("satellite")
-    predictor = Predictor.from_checkpoint(ckpt, device=device)
-    if predictor.spatial_dims != 2:
-        raise SegsuiteError(f"{ckpt}: a {predictor.spatial_dims}D model cannot tile a 2D raster")
+    inputs = expand_inputs(input, pipeline.suffixes)
     if vector is not None and len(inputs) > 1:
         raise SegsuiteError(f"--vector {vector}: polygonise one scene at a time")
-    if vector is not None and vector.suffix.lower() not in (".gpkg", ".geojson", ".json"):
-        raise SegsuiteError(f"{vector}: --vector must end in .gpkg or .geojson")
-    if output is not None and len(inputs) > 1 and output.suffix.lower() in (".tif", ".tiff"):
-        raise SegsuiteError(f"{output}: several inputs need an output folder, not a file name")
-    summaries = []
-    for summary in tile_scenes(inputs, predictor, output, options, vector=vector, min_area=min_area, simplify=simplify):
-        cls = ", ".join(f"{n} {v['pixels']} px" for n, v in summary["classes"].items())
-        typer.echo(f"{summary['input']} -> {summary['output']} ({summary['format']}, {summary['seconds']:.1f} s, "
-                   f"{summary['windows']} windows, {summary['windows_skipped_nodata']} skipped as nodata): {cls}")
-        summaries.append(summary)
-    if report is not None:
+    checkpoint = require_path(model or default_checkpoint("satellite"), "checkpoint (--model)", kind="file")
+    job = Job(pipeline=pipeline, inputs=inputs, checkpoint=checkpoint, output=output, options=options, device=device,
+              skip_existing=skip_existing, command="tile")
+    result = run_job(job, console=JobConsole(debug=_debug(ctx)), what="tiling")
+    _finish(result, pipeline, checkpoint, report)
+
+
+def _finish(result: Any, pipeline: Any, checkpoint: Path, report: Path | None) -> None:
+    """The closing line, ``--report``, and the job's exit status (0 all ok, 2 some failed, 130/143 interrupted)."""
+    ok = sum(r.status == "ok" for r in result.results)
+    skipped = sum(r.status == "skipped" for r in result.results)
+    if not result.interrupted and ok + skipped:
+        typer.echo(f"wrote {ok} result(s)" + (f", skipped {skipped}" if skipped else "") + f"; summary: {result.summary}")
+    if report is not None and result.records and not result.interrupted:
+        from segsuite.core.jobs import files_under, record_written
         from segsuite.core.report import write_report
 
-        from .demo import run_report
+        from .evaluate import class_map_of
 
-        section = run_report(summaries, output, predictor.class_map, report)
-        typer.echo(f"report: {write_report(report, [section], title=f'segsuite tile: {len(summaries)} scene(s)')}")
-
-
-def tile_scenes(inputs: list[Path], predictor, output: Path | None, options, *, vector: Path | None = None,
-                min_area: float = 0.0, simplify: float = 0.0, output_is_folder: bool = False):
-    """Tile each scene to ``<stem>_classes.tif`` (beside it, in the folder ``output``, or to the file
-    ``output`` for a single scene unless ``output_is_folder``) plus its JSON summary; yields the summaries."""
-    from segsuite.core.errors import SegsuiteError
-    from segsuite.core.io import write_json
-
-    for path in inputs:
-        if output is None:
-            target = path.with_name(path.stem + "_classes.tif")
-        elif output_is_folder or len(inputs) > 1 or output.is_dir() or output.suffix == "":
-            target = output / (path.stem + "_classes.tif")
-        else:
-            target = output
-        if target.resolve() == path.resolve():
-            raise SegsuiteError(f"{target}: refusing to overwrite the input")
-        summary = _tile_one(path, predictor, target, options)
-        if vector is not None:
-            from .vector import polygonize
-
-            summary["vector"] = polygonize(target, vector, predictor.class_map, min_area=min_area, simplify=simplify)
-        write_json(target.with_suffix(".json"), summary)
-        yield summary
-
-
-def _tile_one(path, predictor, target, options):
-    from .tiling import tile_raster
-
-    def warn(message: str) -> None:
-        typer.echo(f"segsuite: warning: {message}", err=True)
-
-    if not sys.stderr.isatty():
-        return tile_raster(path, predictor, target, options, warn=warn)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"tiling {path.name}", total=None)
-        return tile_raster(path, predictor, target, options, warn=warn,
-                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+        section = pipeline.report_section(result.records, class_map_of(checkpoint), report)
+        index = write_report(report, [section], title=f"segsuite tile: {len(result.records)} scene(s)")
+        record_written(files_under(report))  # the report's copies are never taken as scenes
+        typer.echo(f"report: {index}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def stats(
@@ -137,9 +107,10 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Per-band statistics with nodata excluded (count, mean, std, min, max): what a model card's normalisation needs."""
-    from .tiling import band_statistics
+    from .pipeline import parse_bands
+    from .raster import band_statistics
 
-    result = band_statistics(input, _parse_bands(bands), nodata)
+    result = band_statistics(input, parse_bands(bands), nodata)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -59,8 +59,8 @@ OPTIONS = (
     RunOption("probabilities", bool, False, "Also write per-class probabilities (uint8, 1..255; 0 = nodata)"),
     RunOption("no_cog", bool, False, "Write a plain tiled GeoTIFF, not a Cloud-Optimized GeoTIFF (COG is the default "
               "when GDAL's COG driver is available)", flag="--no-cog"),
-    replace(UNCERTAINTY, help="Also write OUT_uncertainty.tif (float32 0..1, nodata -1): entropy, tta (4x time) or "
-                              "mcdropout (8x; models with dropout)"),
+    replace(UNCERTAINTY, help="Also write OUT_uncertainty.tif (float32 0..1, nodata -1); tta takes 4x the time, "
+                              "mcdropout 8x and needs a model with dropout"),
     RunOption("vector", Path, None, "Also polygonise the classes into this .gpkg or .geojson (one input only)",
               validate=_check_vector),
     RunOption("min_area", float, 0.0, "With --vector: drop polygons smaller than this (map units²)", minimum=0),

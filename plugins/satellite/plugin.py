@@ -1,16 +1,16 @@
-"""Satellite scenes: GeoTIFF tiles, streamed, georeferenced output. Adds ``segsuite tile``."""
+"""Satellite scenes: GeoTIFF tiles, streamed, georeferenced output. Adds ``segsuite tile`` and ``segsuite stats``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segsuite.core.domain import Domain, ModelSpec
+from segsuite.core.domain import DatasetFormat, Domain, ModelSpec, Sample
 from segsuite.core.hookspecs import hookimpl
 
 from .classes import LANDCOVER, LOVEDA, WATER
-from .demo import demo, run_report  # light: numpy and the report model only
 from .io import read_geotiff
+from .pipeline import SAMPLE_WINDOWS, SCENE_SUFFIXES, TilingPipeline  # light: no rasterio, no torch
 from .synthetic import generate
 
 if TYPE_CHECKING:
@@ -26,23 +26,17 @@ def geotiff_windows(*args: Any, **kwargs: Any) -> Any:
 
 def _looks_like_geotiff_pairs(root: Path) -> bool:
     images = Path(root) / "images"
-    return images.is_dir() and any(p.suffix.lower() in (".tif", ".tiff") for p in images.iterdir())
+    return images.is_dir() and any(p.suffix.lower() in SCENE_SUFFIXES for p in images.iterdir())
 
 
-geotiff_windows.detect = _looks_like_geotiff_pairs  # type: ignore[attr-defined]
-
-
-def run_scenes(inputs: list[Path], checkpoint: Path, output: Path | None, *, device: str = "auto",
-               uncertainty: str | None = None) -> list[dict]:
-    """``segsuite run satellite``: ``segsuite tile`` with its defaults, one summary per scene."""
-    from segsuite.core.infer import Predictor
-
-    from .commands import tile_scenes
-    from .tiling import TileOptions
-
-    options = TileOptions(uncertainty=uncertainty)
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    return list(tile_scenes(inputs, predictor, output, options, output_is_folder=True))
+SAMPLE = Sample(
+    inputs=("scene.tif",),
+    labels="scene.tif",  # scored against scene_labels.tif beside it
+    options=SAMPLE_WINDOWS,
+    note=(f"segsuite tile scene.tif --tile {SAMPLE_WINDOWS['tile']} --overlap {SAMPLE_WINDOWS['overlap']}: the scene is "
+          "processed in overlapping windows blended with a Gaussian weight, so no seam shows; the class raster keeps "
+          "the scene's CRS, transform and nodata."),
+)
 
 
 @hookimpl
@@ -57,12 +51,12 @@ def segsuite_domains() -> list[Domain]:
             default_model=ModelSpec("resunet", {"channels": [16, 32, 64, 128], "num_res_units": 1}),
             patch_size=(128, 128),
             readers={".tif": read_geotiff, ".tiff": read_geotiff},
-            dataset_formats={"geotiff": geotiff_windows},
+            dataset_formats={"geotiff": DatasetFormat(build=geotiff_windows, detect=_looks_like_geotiff_pairs)},
             synthetic=generate,
-            outputs=("class GeoTIFF with CRS, transform and colour table", "JSON area summary"),
-            runner=run_scenes,
-            demo=demo,
-            run_report=run_report,
+            outputs=("class GeoTIFF with CRS, transform and colour table", "JSON area summary",
+                     "with options: probabilities, uncertainty, polygons"),
+            pipeline=TilingPipeline(),
+            sample=SAMPLE,
         )
     ]
 

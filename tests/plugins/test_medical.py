@@ -350,6 +350,7 @@ def test_probabilities_uncertainty_tta_and_fast_outputs(ckpt, tmp_path, cli):
     assert res.exit_code == 0 and json.loads((tmp_path / "f" / "c_seg.json").read_text())["tta"] is False
     assert_one_line_error(cli("run", "medical", "--input", tmp_path / "c.nii.gz", "--model", ckpt, "--uncertainty",
                               "mcdropout", "--output", tmp_path / "m"), "dropout")
+    assert not (tmp_path / "m").exists()  # refused when the model was loaded, before anything was written
 
 
 def test_batch_run_continues_past_a_bad_file(ckpt, tmp_path, cli):

@@ -1,4 +1,5 @@
-"""Satellite plugin: streamed tiling, georeference, seams, nodata, errors, the default model."""
+"""Satellite plugin: streamed tiling, georeference, seams, nodata, errors, the default model, and the
+`segsuite tile` / `segsuite run satellite` front ends on the core job executor."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from segsuite.core.metrics import ConfusionMatrix
 from segsuite.core.models.base import SegmentationModel
 from segsuite.plugins.satellite.classes import LANDCOVER
 from segsuite.plugins.satellite.synthetic import make_scenes, render_scene, write_scene
-from segsuite.plugins.satellite.tiling import TileOptions, band_statistics, tile_raster
+from segsuite.plugins.satellite.raster import band_statistics
+from segsuite.plugins.satellite.tiling import TileOptions, tile_raster
 
 SAMPLE = ROOT / "sample_data" / "satellite"
 
@@ -207,7 +209,10 @@ def test_train_on_geotiff_pairs_and_misalignment_errors(tmp_path, cli):
     assert card.domain == "satellite" and card.model["in_channels"] == 4 and len(card.normalization["mean"]) == 4
     res = cli("evaluate", "--model", tmp_path / "run" / "best.safetensors", "--data", root, "--output", tmp_path / "ev", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    assert len(json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_image"]) == 2 * 4  # 2x2 windows per scene
+    # the satellite pipeline evaluates: each scene tiled as `segsuite tile` does, scored whole
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert [r["image"] for r in metrics["per_image"]] == ["scene_000.tif", "scene_001.tif"]
+    assert (tmp_path / "ev" / "predictions" / "scene_000_classes.tif").exists()
 
     mask = root / "masks" / "scene_001.tif"
     labels = read(mask)[0]
@@ -333,3 +338,192 @@ def test_tile_and_run_satellite_uncertainty_options(scene, tmp_path, cli):
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "run" / "s_classes_uncertainty.tif") as unc, rasterio.open(scene) as src:
         assert unc.transform == src.transform and unc.crs == src.crs
+
+
+# -- `segsuite tile` and `segsuite run satellite` on the core job executor -----------------
+
+MODEL = SAMPLE / "model.safetensors"
+FAST = ("--model", MODEL, "--tile", "64", "--overlap", "16", "--device", "cpu")
+
+
+@pytest.fixture(scope="module")
+def small_scenes(tmp_path_factory) -> list[Path]:
+    """Two small labelled scenes (images only are used as inputs)."""
+    root = make_scenes(tmp_path_factory.mktemp("small"), n=2, size=(96, 128), seed=11)
+    return sorted((root / "images").glob("*.tif"))
+
+
+def summary_of(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+def test_tile_folder_goes_on_past_bad_scenes_first_and_last(tmp_path, cli, scene, small_scenes):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    (folder / "a_unreadable.tif").write_text("not a raster")  # sorts first
+    for src in small_scenes:
+        shutil.copy(src, folder / src.name)
+    data = scene.read_bytes()
+    (folder / "z_truncated.tif").write_bytes(data[: len(data) // 2])  # sorts last
+    res = cli("tile", folder, *FAST)
+    assert res.exit_code == 2, res.output
+    for src in small_scenes:
+        assert (folder / f"{src.stem}_classes.tif").exists() and (folder / f"{src.stem}_classes.json").exists()
+    summary = summary_of(folder)
+    assert summary["counts"] == {"ok": 2, "failed": 2, "skipped": 0, "not run": 0}
+    status = {Path(e["input"]).name: e["status"] for e in summary["inputs"]}
+    assert status == {"a_unreadable.tif": "failed", "scene_000.tif": "ok", "scene_001.tif": "ok", "z_truncated.tif": "failed"}
+    errors = [e["error"] for e in summary["inputs"] if e["status"] == "failed"]
+    assert "a_unreadable.tif: not a readable raster" in errors[0] and "truncated" in errors[1]
+    assert all("\n" not in e for e in errors)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 3 and "Traceback" not in res.stderr  # one line per failed scene, then the count
+    assert "a_unreadable.tif" in lines[0] and "z_truncated.tif" in lines[1] and "2 of 4 failed" in lines[2]
+    assert not (folder / "a_unreadable_classes.tif").exists() and not (folder / "z_truncated_classes.tif").exists()
+    assert not list(folder.glob(".*partial*"))
+    assert res.stdout.count(" -> ") == 2  # the per-scene lines of the good scenes
+
+
+def test_same_stem_scenes_get_distinct_outputs(tmp_path, cli, small_scenes):
+    shutil.copy(small_scenes[0], tmp_path / "x.tif")
+    shutil.copy(small_scenes[1], tmp_path / "x.tiff")
+    res = cli("tile", tmp_path, *FAST)
+    assert res.exit_code == 0, res.output
+    summary = summary_of(tmp_path)
+    outputs = {Path(e["input"]).name: Path(e["outputs"]["classes"]).name for e in summary["inputs"]}
+    assert outputs == {"x.tif": "x_classes.tif", "x.tiff": "x.tiff_classes.tif"}
+    with rasterio.open(tmp_path / "x_classes.tif") as a, rasterio.open(tmp_path / "x.tiff_classes.tif") as b:
+        assert not np.array_equal(a.read(1), b.read(1))  # two scenes, two results: nothing overwritten
+    assert json.loads((tmp_path / "x.tiff_classes.json").read_text())["input"] == str(tmp_path / "x.tiff")
+
+
+def test_rerun_into_the_same_folder_does_not_take_its_own_outputs(tmp_path, cli, small_scenes):
+    for src in small_scenes:
+        shutil.copy(src, tmp_path / src.name)
+    for _ in range(2):
+        res = cli("tile", tmp_path, *FAST, "--probabilities", "--uncertainty", "entropy")
+        assert res.exit_code == 0, res.output
+        assert [Path(e["input"]).name for e in summary_of(tmp_path)["inputs"]] == ["scene_000.tif", "scene_001.tif"]
+    assert (tmp_path / "scene_000_classes_probabilities.tif").exists()
+    assert (tmp_path / "scene_000_classes_uncertainty.tif").exists()
+    assert not list(tmp_path.glob("*_classes_classes*"))
+    # --skip-existing: nothing left to do, nothing rewritten
+    before = (tmp_path / "scene_000_classes.tif").stat().st_mtime_ns
+    res = cli("tile", tmp_path, *FAST, "--probabilities", "--uncertainty", "entropy", "--skip-existing")
+    assert res.exit_code == 0, res.output
+    assert summary_of(tmp_path)["counts"]["skipped"] == 2 and "skipped 2" in res.stdout
+    assert (tmp_path / "scene_000_classes.tif").stat().st_mtime_ns == before
+
+
+def test_tile_refuses_to_overwrite_its_input(tmp_path, cli, small_scenes):
+    target = tmp_path / "s.tif"
+    shutil.copy(small_scenes[0], target)
+    data = target.read_bytes()
+    assert_one_line_error(cli("tile", target, "--output", target, *FAST), "s.tif", "would overwrite the input")
+    assert target.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_run_satellite_help_lists_the_tiling_options(cli):
+    res = cli("run", "satellite", "--help")
+    assert res.exit_code == 0, res.output
+    for flag in ("--tile", "--overlap", "--batch", "--bands", "--nodata", "--probabilities", "--no-cog",
+                 "--uncertainty", "--vector", "--min-area", "--simplify", "--skip-existing"):
+        assert flag in res.stdout, flag
+
+
+def test_run_satellite_and_tile_write_the_same_outputs(tmp_path, cli, small_scenes):
+    src = small_scenes[0]
+    opts = ("--tile", "64", "--overlap", "16", "--bands", "1,2,3,4", "--probabilities", "--no-cog", "--device", "cpu",
+            "--model", MODEL)
+    assert cli("tile", src, "--output", tmp_path / "t", *opts).exit_code == 0
+    res = cli("run", "satellite", "--input", src, "--output", tmp_path / "r", *opts)
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "t").iterdir() if not p.name.startswith("."))
+    assert names == sorted(p.name for p in (tmp_path / "r").iterdir() if not p.name.startswith("."))
+    assert "scene_000_classes_probabilities.tif" in names
+    for name in ("scene_000_classes.tif", "scene_000_classes_probabilities.tif"):
+        with rasterio.open(tmp_path / "t" / name) as a, rasterio.open(tmp_path / "r" / name) as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.profile == b.profile
+    t, r = (json.loads((tmp_path / d / "scene_000_classes.json").read_text()) for d in ("t", "r"))
+    assert t["format"] == r["format"] == "GTiff" and t["classes"] == r["classes"] and t["bands"] == [1, 2, 3, 4]
+    assert_one_line_error(cli("run", "satellite", "--input", src, "--bands", "0,1"), "--bands '0,1' must be 1-based")
+    assert_one_line_error(cli("run", "satellite", "--input", src, "--tile", "8"), "--tile 8: must be at least 16")
+
+
+def test_vector_needs_one_scene(tmp_path, cli, small_scenes):
+    assert_one_line_error(cli("tile", small_scenes[0].parent, "--vector", tmp_path / "v.gpkg", *FAST),
+                          "polygonise one scene at a time")
+    res = cli("run", "satellite", "--input", small_scenes[0].parent, "--vector", tmp_path / "v.gpkg", "--output",
+              tmp_path / "out", "--model", MODEL)
+    assert_one_line_error(res, "would both write", "v.gpkg")
+    assert not (tmp_path / "v.gpkg").exists()
+
+
+def test_evaluate_scores_what_tile_writes(tmp_path, cli):
+    """The demo's evaluation: the sample scene tiled with the sample's windows, scored against its labels,
+    equals scoring the class raster `segsuite tile` writes with those windows."""
+    from segsuite.plugins.satellite.pipeline import SAMPLE_WINDOWS, TilingPipeline
+
+    pipeline = TilingPipeline()
+    result = pipeline.evaluate(MODEL, SAMPLE / "scene.tif", tmp_path / "ev", device="cpu")
+    shutil.copy(SAMPLE / "scene.tif", tmp_path / "scene.tif")
+    res = cli("tile", tmp_path / "scene.tif", "--tile", SAMPLE_WINDOWS["tile"], "--overlap", SAMPLE_WINDOWS["overlap"],
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    pred, truth = read(tmp_path / "scene_classes.tif")[0][0].astype(np.int64), read(SAMPLE / "scene_labels.tif")[0][0]
+    cm = ConfusionMatrix(5, 255, class_names=list(LANDCOVER.names))
+    cm.update(torch.from_numpy(np.where(pred == 255, 0, pred))[None], torch.from_numpy(truth.astype(np.int64))[None])
+    expected = cm.compute()
+    assert result["confusion_matrix"] == expected.confusion.tolist()
+    assert result["mean_iou"] == pytest.approx(expected.mean_iou) and result["mean_iou"] > 0.8
+    assert [r["image"] for r in result["per_image"]] == ["scene.tif"]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["mean_iou"] == result["mean_iou"]
+    assert (tmp_path / "ev" / "confusion.png").exists() and (tmp_path / "ev" / "per_image.csv").exists()
+    text = pipeline.describe_evaluation(result)
+    assert "mean IoU" in text and "scene.tif" in text
+    # the sample folder itself is a layout too (SCENE.tif + SCENE_labels.tif); the model file is not a scene
+    again = pipeline.evaluate(MODEL, SAMPLE, None, device="cpu")
+    assert again["confusion_matrix"] == result["confusion_matrix"] and again["per_image"][0]["prediction"] is None
+
+
+def test_evaluate_refuses_unaligned_or_missing_labels(tmp_path, small_scenes):
+    from segsuite.plugins.satellite.evaluate import labelled_scenes
+
+    shutil.copy(small_scenes[0], tmp_path / "a.tif")
+    with pytest.raises(Exception, match="a.tif: no labels a_labels.tif"):
+        labelled_scenes(tmp_path)
+    labels = read(small_scenes[0].parent.parent / "masks" / small_scenes[0].name)[0]
+    write_scene(tmp_path / "a_labels.tif", labels, origin=(500005.0, 4100000.0), nodata=255)
+    with pytest.raises(Exception, match="mask transform .* differs"):
+        labelled_scenes(tmp_path)
+    write_scene(tmp_path / "a_labels.tif", labels, nodata=255)
+    assert labelled_scenes(tmp_path) == [(tmp_path / "a.tif", tmp_path / "a_labels.tif")]
+
+
+def test_sample_report_section_and_evaluation_content(tmp_path):
+    """What the generic demo assembles from the satellite pipeline: the tiling pictures and tables,
+    then the reference labels, the metrics and the mean IoU (the content of the old satellite demo)."""
+    from segsuite.core.jobs import Job, JobConsole, run_job
+    from segsuite.core.pipeline import check_options
+    from segsuite.plugins.satellite.plugin import SAMPLE as SAT_SAMPLE, segsuite_domains
+
+    domain = segsuite_domains()[0]
+    pipeline = domain.pipeline
+    assert domain.dataset_formats["geotiff"].detect(make_scenes(tmp_path / "pairs", n=1, size=(64, 64)))
+    job = Job(pipeline=pipeline, inputs=[SAMPLE / i for i in SAT_SAMPLE.inputs], checkpoint=MODEL,
+              output=tmp_path / "run", options=check_options(pipeline.options, SAT_SAMPLE.options), device="cpu")
+    result = run_job(job, console=JobConsole(quiet=True))
+    assert result.exit_code == 0
+    section = pipeline.report_section(result.records, LANDCOVER, tmp_path)
+    evaluation = pipeline.evaluate(MODEL, SAMPLE / SAT_SAMPLE.labels, tmp_path / "evaluation", device="cpu")
+    pipeline.add_evaluation(section, evaluation, tmp_path / "evaluation")
+    assert [c.split(":")[0].split(" (")[0] for c, _ in section.images] == [
+        "scene.tif", "scene_classes.tif", "scene_classes.tif", "scene_labels.tif"]
+    assert all(Path(p).is_file() for _, p in section.images)
+    assert [k for k, _ in section.facts] == ["scenes", "windows", "classified area", "mean IoU"]
+    assert section.evaluation is not None and section.evaluation.confusion.is_file()
+    assert section.tables[0].title.startswith("scene.tif: land-cover areas")
+    assert "--tile 256 --overlap 32" in SAT_SAMPLE.note
+

@@ -1,11 +1,15 @@
-"""The satellite section of reports: the scene, its land-cover classes, areas, and (demo) the metrics.
+"""The satellite section of reports: the scene, its land-cover classes, areas, and the metrics.
 
 GeoTIFFs are not pictures browsers show, so the scene and the class raster are rendered
 to PNG previews (read decimated, so a large scene costs a preview's memory, not its own).
+:func:`tiling_section` is what ``segsuite tile --report`` / ``segsuite run satellite --report``
+show (and the demo, first); :func:`add_evaluation` adds the scores of
+:meth:`TilingPipeline.evaluate <segsuite.plugins.satellite.pipeline.TilingPipeline.evaluate>`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,8 @@ def display_bands(src: Any) -> tuple[tuple[int, int, int] | tuple[int], str]:
     return (1,), "band 1 in grey"
 
 
-def _shape(src: Any) -> tuple[int, int]:
+def preview_shape(src: Any) -> tuple[int, int]:
+    """``(h, w)`` of a raster's preview: at most ``PREVIEW_SIDE`` on its long side."""
     scale = min(1.0, PREVIEW_SIDE / max(src.height, src.width))
     return max(1, round(src.height * scale)), max(1, round(src.width * scale))
 
@@ -48,7 +53,7 @@ def scene_preview(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
     with rasterio.open(path) as src:
         bands, note = display_bands(src)
-        h, w = _shape(src)
+        h, w = preview_shape(src)
         data = src.read(list(bands), out_shape=(len(bands), h, w), resampling=Resampling.average).astype(np.float64)
         valid = src.dataset_mask(out_shape=(h, w)) > 0
     out = np.zeros((h, w, 3), np.uint8)
@@ -72,10 +77,10 @@ def read_classes(path: Path, shape: tuple[int, int] | None = None) -> np.ndarray
         return src.read(1, out_shape=shape, resampling=Resampling.nearest)
 
 
-def run_report(summaries: list[dict[str, Any]], output: Path | None, class_map: ClassMap, report_dir: Path,
-               max_scenes: int = 6) -> ReportSection:
-    """What ``segsuite tile`` / ``segsuite run satellite`` wrote: per scene a preview, the classes over it
-    and the area of every class (from the JSON summary beside each class raster)."""
+def tiling_section(records: Sequence[Mapping[str, Any]], class_map: ClassMap, report_dir: Path,
+                   max_scenes: int = 6) -> ReportSection:
+    """What the satellite pipeline wrote: per scene a preview, the classes over it and the area of
+    every class (from each record, with the paths the executor planned in ``record["outputs"]``)."""
     from segsuite.core.report import write_preview
     from segsuite.core.visualize import overlay
 
@@ -84,8 +89,9 @@ def run_report(summaries: list[dict[str, Any]], output: Path | None, class_map: 
     total_area = 0.0
     units: set[str] = set()
     windows = skipped = 0
-    for n, s in enumerate(summaries):
-        scene, target = Path(s["input"]), Path(s["output"])
+    for n, s in enumerate(records):
+        outputs = s["outputs"]
+        scene, target, record = Path(s["input"]), Path(outputs["classes"]), Path(outputs["record"])
         windows += int(s.get("windows", 0))
         skipped += int(s.get("windows_skipped_nodata", 0))
         classes = s["classes"]
@@ -101,14 +107,15 @@ def run_report(summaries: list[dict[str, Any]], output: Path | None, class_map: 
         section.tables.append(Table(f"{scene.name}: land-cover areas ({s.get('format', 'GeoTIFF')}, "
                                     f"{'x'.join(map(str, s.get('size', [])))} px, {s.get('nodata_pixels', 0)} nodata px)",
                                     ["class", "pixels", f"area ({unit})", "share of classified pixels (%)"], rows))
-        section.files += [(target.name, target), (target.with_suffix(".json").name, target.with_suffix(".json"))]
-        extras = [s.get("probabilities"), (s.get("uncertainty") or {}).get("output"), (s.get("vector") or {}).get("vector")]
-        section.files += [(Path(e).name, Path(e)) for e in extras if isinstance(e, str) and Path(e).is_file()]
+        section.files += [(target.name, target), (record.name, record)]
+        extras = [Path(outputs[k]) for k in ("probabilities", "uncertainty", "vector") if k in outputs]
+        section.files += [(e.name, e) for e in extras if e.is_file()]
         if n >= max_scenes:
             continue
         rgb, valid, note = scene_preview(scene)
         labels = read_classes(target, rgb.shape[:2])
-        stem = scene.stem
+        # named after the class raster, which the executor made unique (x.tif and x.tiff)
+        stem = target.stem[: -len("_classes")] if target.stem.endswith("_classes") else target.stem
         section.images.append((f"{scene.name} ({note}; nodata black)", write_preview(rgb, report_dir / f"{stem}_scene.png")))
         chw = rgb.transpose(2, 0, 1)
         section.images.append((f"{target.name}: classes over the scene (nodata untinted)",
@@ -116,48 +123,36 @@ def run_report(summaries: list[dict[str, Any]], output: Path | None, class_map: 
                                              report_dir / f"{stem}_overlay.png")))
         section.images.append((f"{target.name}: class raster (nodata black)",
                                write_preview(class_map.colorize(labels), report_dir / f"{stem}_classes.png", nearest=True)))
-    if len(summaries) > max_scenes:
-        section.notes.append(f"pictures of the first {max_scenes} of {len(summaries)} scenes; every table is above")
-    section.facts += [("scenes", str(len(summaries))), ("windows", f"{windows} ({skipped} skipped as nodata)"),
+    if len(records) > max_scenes:
+        section.notes.append(f"pictures of the first {max_scenes} of {len(records)} scenes; every table is above")
+    section.facts += [("scenes", str(len(records))), ("windows", f"{windows} ({skipped} skipped as nodata)"),
                       ("classified area", f"{fmt(total_area)} {units.pop()}" if len(units) == 1 else "mixed units")]
     return section
 
 
-def demo(output: Path, device: str) -> ReportSection:
-    """The shipped 4-band scene tiled in 256-pixel windows by the shipped model, scored against its labels."""
-    import torch
+def add_evaluation(section: ReportSection, result: Mapping[str, Any], output: Path, max_scenes: int = 6) -> None:
+    """The scores of :func:`segsuite.plugins.satellite.evaluate.evaluate_scenes` in ``section``: the
+    reference labels of each scene (pictures written to ``output``), the per-class metrics, the
+    confusion matrix and the mean IoU as a headline fact."""
+    import rasterio
 
-    from segsuite.core.demo import sample_files
-    from segsuite.core.infer import Predictor
-    from segsuite.core.io import write_json
-    from segsuite.core.metrics import ConfusionMatrix
     from segsuite.core.report import Evaluation, write_confusion, write_preview
 
-    from .commands import tile_scenes
-    from .tiling import TileOptions
-
-    scene, truth_path, model = sample_files("satellite", "scene.tif", "scene_labels.tif", "model.safetensors")
     output = Path(output)
-    predictor = Predictor.from_checkpoint(model, device=device)
-    cm_ = predictor.class_map
-    options = TileOptions(tile=256, overlap=32)
-    summaries = list(tile_scenes([scene], predictor, output / "tiles", options, output_is_folder=True))
-    section = run_report(summaries, output / "tiles", cm_, output)
-    section.notes.insert(0, f"segsuite tile {scene.name} --tile {options.tile} --overlap {options.overlap}: the scene is "
-                            "processed in overlapping windows blended with a Gaussian weight, so no seam shows; the "
-                            "class raster keeps the scene's CRS, transform and nodata.")
-
-    pred = read_classes(Path(summaries[0]["output"])).astype(np.int64)
-    truth = read_classes(truth_path).astype(np.int64)
-    cm = ConfusionMatrix(cm_.num_classes, cm_.ignore_index, class_names=list(cm_.names))
-    cm.update(torch.from_numpy(np.where(pred == cm_.ignore_index, 0, pred))[None], torch.from_numpy(truth)[None])
-    metrics = cm.compute()
-    ev_dir = output / "evaluation"
-    write_json(ev_dir / "metrics.json", {**metrics.to_dict(), "checkpoint": str(model), "prediction": summaries[0]["output"],
-                                         "labels": str(truth_path)})
-    confusion = write_confusion(metrics.confusion, cm_.names, ev_dir / "confusion.png")
-    section.images.append((f"{truth_path.name}: reference labels", write_preview(cm_.colorize(truth), output / "scene_labels.png",
-                                                                                  nearest=True)))
-    section.evaluation = Evaluation.from_metrics(metrics.to_dict(), confusion=confusion, source=ev_dir / "metrics.json")
-    section.facts.append(("mean IoU", fmt(metrics.mean_iou)))
-    return section
+    class_map = section.legend
+    if class_map is not None:
+        for row in list(result.get("per_image") or [])[:max_scenes]:
+            labels = Path(row["labels"])
+            with rasterio.open(labels) as src:
+                shape = preview_shape(src)
+            truth = read_classes(labels, shape).astype(np.int64)
+            if class_map.raw_ids is not None:
+                truth = class_map.to_train_ids(truth)
+            section.images.append((f"{labels.name}: reference labels",
+                                   write_preview(class_map.colorize(truth), output / f"{labels.stem}.png", nearest=True)))
+    confusion = output / "confusion.png"
+    if not confusion.is_file():
+        write_confusion(result["confusion_matrix"], list(result["per_class"]), confusion)
+    source = output / "metrics.json"
+    section.evaluation = Evaluation.from_metrics(result, confusion=confusion, source=source if source.is_file() else None)
+    section.facts.append(("mean IoU", fmt(result.get("mean_iou"))))
