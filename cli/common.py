@@ -39,31 +39,14 @@ def card_of(model: Path) -> Any:
 
 def execute_job(job: Any, *, report: Path | None = None, class_map: Any = None, title: str = "",
                 debug: bool = False, what: str = "segmenting") -> Any:
-    """Run ``job`` through the core executor, write ``--report``, and exit with the job's status
+    """Run ``job`` through the core executor (plus ``--report``) and exit with the job's status
     (0 all ok, 2 some failed, 130/143 interrupted)."""
-    import click
     import typer
 
-    from segsuite.core.jobs import JobConsole, files_under, record_written, run_job
+    from segsuite.core.jobs import JobConsole, run_and_report
 
-    if report is not None:
-        from segsuite.core.report import check_report_folder
-
-        check_report_folder(report)
-    result = run_job(job, console=JobConsole(debug=debug), what=what)
-    ok = sum(r.status == "ok" for r in result.results)
-    skipped = sum(r.status == "skipped" for r in result.results)
-    if not result.interrupted and ok + skipped:
-        click.echo(f"wrote {ok} result(s)" + (f", skipped {skipped}" if skipped else "")
-                   + f"; summary: {result.summary}")
-    if report is not None and result.records and not result.interrupted:
-        from segsuite.core.report import write_report
-
-        section = job.pipeline.report_section(result.records, class_map, report)
-        index = write_report(report, [section], title=title or f"segsuite {job.command}: {len(result.records)} result(s)")
-        record_written(files_under(report))
-        click.echo(f"report: {index}")
+    result = run_and_report(job, report=report, class_map=class_map, title=title, console=JobConsole(debug=debug),
+                            what=what)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
     return result
-

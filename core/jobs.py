@@ -2,6 +2,8 @@
 
 One job = one pipeline, one checkpoint, a list of inputs, one set of options. In order:
 
+Expanding and planning live in :mod:`segsuite.core.planning` (re-exported here).
+
 1. **Expand** (:func:`expand_inputs`): a file, a folder (recursive, sorted, hidden files
    skipped) or a glob; directories matched by a glob are skipped; only the domain's suffixes;
    files segsuite wrote are never inputs (each output folder keeps a manifest of them,
@@ -30,9 +32,7 @@ a folder removes the ones a killed run left behind.
 from __future__ import annotations
 
 import csv
-import glob
 import json
-import os
 import signal
 import sys
 import threading
@@ -44,213 +44,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .errors import InputFileError, SegsuiteError
+from .errors import SegsuiteError
 from .pipeline import Pipeline, RunContext, Summarizes
+from .planning import (MANIFEST, Plan, PlannedInput, add_to_manifest, clean_stale_partials, expand_inputs, files_under,
+                       plan_job, record_written, refuse_overwrite, require_path, written_by_segsuite)
 
-MANIFEST = ".segsuite-outputs.json"
+__all__ = ["MANIFEST", "Engine", "InputResult", "Job", "JobConsole", "JobInterrupted", "JobResult", "LocalEngine", "Plan",
+           "PlannedInput", "add_to_manifest", "clean_stale_partials", "expand_inputs", "files_under", "plan_job",
+           "record_written", "refuse_overwrite", "require_path", "run_and_report", "run_job", "run_unit",
+           "written_by_segsuite"]
+
 LOG_NAME = "segsuite.log"
 Status = Literal["ok", "failed", "skipped", "not run"]
-
-
-# -- inputs ---------------------------------------------------------------------------
-
-
-def require_path(path: Path | None, what: str, *, kind: str = "any") -> Path:
-    """``path`` when it exists (and is a file / a folder as ``kind`` says), else a one-line error."""
-    if path is None:
-        raise InputFileError(f"{what} is required")
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: {what} not found")
-    if kind == "dir" and not path.is_dir():
-        raise InputFileError(f"{path}: {what} must be a folder")
-    if kind == "file" and not path.is_file():
-        raise InputFileError(f"{path}: {what} must be a file")
-    return path
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        parts = (path.name,)
-    return any(p.startswith(".") for p in parts)
-
-
-def written_by_segsuite(folder: Path, _cache: dict[Path, frozenset[str]] | None = None) -> frozenset[str]:
-    """Names of the files segsuite recorded as its outputs in ``folder`` (its manifest)."""
-    if _cache is not None and folder in _cache:
-        return _cache[folder]
-    names: frozenset[str] = frozenset()
-    manifest = folder / MANIFEST
-    if manifest.is_file():
-        try:
-            names = frozenset(json.loads(manifest.read_text()).get("files", []))
-        except (ValueError, OSError, AttributeError):
-            names = frozenset()
-    if _cache is not None:
-        _cache[folder] = names
-    return names
-
-
-def expand_inputs(spec: str | Path, suffixes: Sequence[str] | None = None) -> list[Path]:
-    """A file, a folder (its files with ``suffixes``, in sub-folders too) or a glob -> sorted paths.
-
-    Hidden files and folders, directories matched by a glob, and files segsuite wrote (listed
-    in a folder's manifest) are left out. A single file is taken as it is (its reader says
-    whether it can read it). Nothing found is a one-line error.
-    """
-    text = str(spec)
-    path = Path(text)
-    cache: dict[Path, frozenset[str]] = {}
-    lowered = tuple(s.lower() for s in suffixes or ())
-    if any(ch in text for ch in "*?["):
-        found = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
-        found = [p for p in found if p.is_file() and not p.name.startswith(".")]
-    elif path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
-    elif path.exists():
-        return [path]
-    else:
-        raise InputFileError(f"{path}: input not found")
-    if lowered:
-        found = [p for p in found if p.name.lower().endswith(lowered)]
-    found = [p for p in found if p.name not in written_by_segsuite(p.parent, cache)]
-    if not found:
-        wanted = f" with suffix {', '.join(suffixes)}" if suffixes else ""
-        raise InputFileError(f"{text}: no input files{wanted}")
-    return found
-
-
-def refuse_overwrite(output: Path, inputs: Sequence[Path], what: str = "input") -> None:
-    """A one-line error when ``output`` is (resolves to) one of ``inputs``: no output overwrites an input."""
-    target = Path(output).resolve()
-    for src in inputs:
-        if src is not None and Path(src).exists() and Path(src).resolve() == target:
-            raise SegsuiteError(f"{output}: this output would overwrite the {what} {src}; choose another --output")
-
-
-# -- planning -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedInput:
-    """One input and every path its run will write."""
-
-    source: Path
-    stem: str
-    outputs: Mapping[str, Path]
-
-
-@dataclass(frozen=True)
-class Plan:
-    inputs: list[PlannedInput]
-    folder: Path
-    """Where ``summary.json``, ``summary.csv`` and ``segsuite.log`` go."""
-    single_file: bool = False
-
-
-def _stem_candidates(pipeline: Pipeline, source: Path, base: Path) -> Iterator[str]:
-    stem = pipeline.stem(source) if hasattr(pipeline, "stem") else source.stem
-    yield stem
-    yield source.name
-    try:
-        rel = source.relative_to(base)
-    except ValueError:
-        rel = Path(*source.parts[1:])
-    flat = "__".join(rel.parts)
-    yield flat
-    n = 2
-    while True:
-        yield f"{flat}-{n}"
-        n += 1
-
-
-def _common_folder(paths: Sequence[Path]) -> Path:
-    parents = [str(p.parent.resolve()) for p in paths]
-    return Path(os.path.commonpath(parents)) if parents else Path.cwd()
-
-
-def plan_job(pipeline: Pipeline, inputs: Sequence[Path], output: Path | None, options: Mapping[str, Any],
-             checkpoint: Path | None = None) -> Plan:
-    """Fix every output path before any work; refuse collisions with inputs or the checkpoint."""
-    if not inputs:
-        raise InputFileError("no inputs")
-    single_suffixes = tuple(s.lower() for s in getattr(pipeline, "single_file_suffixes", ()))
-    names_file = output is not None and bool(single_suffixes) and str(output).lower().endswith(single_suffixes) \
-        and not Path(output).is_dir()
-    if names_file and len(inputs) > 1:
-        raise SegsuiteError(f"{output}: several inputs need an output folder, not a file name")
-    default = getattr(pipeline, "default_output", Path("segsuite-run"))
-    base = _common_folder(inputs)
-    protected = {Path(p).resolve(): Path(p) for p in inputs}
-    if checkpoint is not None and Path(checkpoint).exists():
-        protected.setdefault(Path(checkpoint).resolve(), Path(checkpoint))
-    claimed: dict[Path, Path] = {}
-    stems: set[tuple[Path, str]] = set()
-    planned = []
-    for src in inputs:
-        src = Path(src)
-        if names_file:
-            folder = Path(output).parent
-        elif output is not None:
-            folder = Path(output)
-        else:
-            folder = Path(default) if default is not None else src.parent
-        key = folder.resolve()
-        stem = next(s for s in _stem_candidates(pipeline, src, base) if (key, s) not in stems)
-        stems.add((key, stem))
-        outs = {k: Path(p) for k, p in pipeline.outputs(src, stem, folder, options,
-                                                           file=Path(output) if names_file else None).items()}
-        for p in outs.values():
-            resolved = p.resolve()
-            if resolved in protected:
-                what = "input" if protected[resolved] in inputs else "checkpoint"
-                raise SegsuiteError(f"{p}: an output of {src.name} would overwrite the {what} {protected[resolved]}; "
-                                    "choose another --output")
-            if resolved in claimed:
-                raise SegsuiteError(f"{claimed[resolved]} and {src} would both write {p}; rename one or run them separately")
-            claimed[resolved] = src
-        planned.append(PlannedInput(src, stem, outs))
-    if names_file:
-        folder = Path(output).parent
-    elif output is not None:
-        folder = Path(output)
-    elif default is not None:
-        folder = Path(default)
-    else:
-        folder = base
-    return Plan(planned, folder, names_file)
-
-
-def _record_outputs(plan: Plan, extra: Sequence[Path] = ()) -> None:
-    """Add every planned output (and ``extra`` files) to the manifest of its folder."""
-    record_written([p for item in plan.inputs for p in item.outputs.values()] + list(extra))
-
-
-def add_to_manifest(folder: Path, names: Sequence[str] | set[str]) -> None:
-    """Record files in ``folder`` as segsuite's outputs (never taken as inputs later)."""
-    from .io import write_json
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    old = written_by_segsuite(folder)
-    new = sorted(old | set(names))
-    if new != sorted(old):
-        write_json(folder / MANIFEST, {"written_by": "segsuite", "files": new})
-
-
-def record_written(paths: Sequence[Path]) -> None:
-    """Record files segsuite wrote outside a job's plan (a report's pages and pictures)."""
-    by_folder: dict[Path, set[str]] = {}
-    for p in paths:
-        by_folder.setdefault(Path(p).parent, set()).add(Path(p).name)
-    for folder, names in by_folder.items():
-        add_to_manifest(folder, names)
-
-
-def files_under(folder: Path) -> list[Path]:
-    return [p for p in Path(folder).rglob("*") if p.is_file()]
 
 
 # -- running --------------------------------------------------------------------------
@@ -400,38 +205,6 @@ class LocalEngine:
             done(run_unit(job.pipeline, item, context))
 
 
-def clean_stale_partials(folder: Path) -> list[Path]:
-    """Remove temporary files (``.NAME.partial-PID-...``) of segsuite processes that no longer run."""
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for p in folder.glob(".*.partial-*"):
-        pid = _partial_pid(p.name)
-        if pid is not None and (pid == os.getpid() or _alive(pid)):
-            continue
-        with _suppress_os():
-            p.unlink()
-            removed.append(p)
-    return removed
-
-
-def _partial_pid(name: str) -> int | None:
-    tail = name.split(".partial-", 1)[1]
-    head = tail.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _complete(item: PlannedInput) -> bool:
     return all(p.is_file() and p.stat().st_size > 0 for p in item.outputs.values())
 
@@ -536,7 +309,8 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
         Path(folder).mkdir(parents=True, exist_ok=True)
         clean_stale_partials(folder)
     summary_path = plan.folder / "summary.json"
-    _record_outputs(plan, [summary_path, plan.folder / "summary.csv", plan.folder / LOG_NAME])
+    record_written([p for item in plan.inputs for p in item.outputs.values()]
+                   + [summary_path, plan.folder / "summary.csv", plan.folder / LOG_NAME])
 
     if job.skip_existing and len(todo) < len(plan.inputs):
         console.line(f"skipping {len(plan.inputs) - len(todo)} input(s) whose outputs are complete (--skip-existing)")
@@ -584,6 +358,30 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
         if len(ordered) > 1:
             console.error(f"{len(failed)} of {len(ordered)} failed; see {summary_path}")
     return JobResult(ordered, plan, summary_path, exit_code, interrupted)
+
+
+def run_and_report(job: Job, *, report: Path | None = None, class_map: Any = None, title: str = "",
+                   console: JobConsole | None = None, what: str = "segmenting") -> JobResult:
+    """:func:`run_job`, then the closing line and ``--report``'s page (the pipeline's section);
+    what every batch command does. The caller exits with ``result.exit_code``."""
+    console = console or JobConsole()
+    if report is not None:
+        from .report import check_report_folder
+
+        check_report_folder(report)
+    result = run_job(job, console=console, what=what)
+    ok = sum(r.status == "ok" for r in result.results)
+    skipped = sum(r.status == "skipped" for r in result.results)
+    if not result.interrupted and ok + skipped:
+        console.line(f"wrote {ok} result(s)" + (f", skipped {skipped}" if skipped else "") + f"; summary: {result.summary}")
+    if report is not None and result.records and not result.interrupted:
+        from .report import write_report
+
+        section = job.pipeline.report_section(result.records, class_map, report)
+        index = write_report(report, [section], title=title or f"segsuite {job.command}: {len(result.records)} result(s)")
+        record_written(files_under(report))  # the report's pictures are never taken as inputs
+        console.line(f"report: {index}")
+    return result
 
 
 def _append_log(path: Path, job: Job, result: InputResult) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -54,7 +54,7 @@ def tile(
     summary.json lists every scene. The same as `segsuite run satellite`.
     """
     from segsuite.core.errors import SegsuiteError
-    from segsuite.core.jobs import Job, JobConsole, expand_inputs, require_path, run_job
+    from segsuite.core.jobs import Job, JobConsole, expand_inputs, require_path, run_and_report
     from segsuite.core.pipeline import check_options
     from segsuite.core.sample_data import default_checkpoint
 
@@ -69,33 +69,18 @@ def tile(
     if report is not None:
         from segsuite.core.report import check_report_folder
 
-        check_report_folder(report)
+        check_report_folder(report)  # before any input is read
     inputs = expand_inputs(input, pipeline.suffixes)
     if vector is not None and len(inputs) > 1:
         raise SegsuiteError(f"--vector {vector}: polygonise one scene at a time")
     checkpoint = require_path(model or default_checkpoint("satellite"), "checkpoint (--model)", kind="file")
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=checkpoint, output=output, options=options, device=device,
               skip_existing=skip_existing, command="tile")
-    result = run_job(job, console=JobConsole(debug=_debug(ctx)), what="tiling")
-    _finish(result, pipeline, checkpoint, report)
+    from .evaluate import class_map_of
 
-
-def _finish(result: Any, pipeline: Any, checkpoint: Path, report: Path | None) -> None:
-    """The closing line, ``--report``, and the job's exit status (0 all ok, 2 some failed, 130/143 interrupted)."""
-    ok = sum(r.status == "ok" for r in result.results)
-    skipped = sum(r.status == "skipped" for r in result.results)
-    if not result.interrupted and ok + skipped:
-        typer.echo(f"wrote {ok} result(s)" + (f", skipped {skipped}" if skipped else "") + f"; summary: {result.summary}")
-    if report is not None and result.records and not result.interrupted:
-        from segsuite.core.jobs import files_under, record_written
-        from segsuite.core.report import write_report
-
-        from .evaluate import class_map_of
-
-        section = pipeline.report_section(result.records, class_map_of(checkpoint), report)
-        index = write_report(report, [section], title=f"segsuite tile: {len(result.records)} scene(s)")
-        record_written(files_under(report))  # the report's copies are never taken as scenes
-        typer.echo(f"report: {index}")
+    result = run_and_report(job, report=report, class_map=class_map_of(checkpoint) if report is not None else None,
+                            title=f"segsuite tile: {len(inputs)} scene(s)", console=JobConsole(debug=_debug(ctx)),
+                            what="tiling")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
