@@ -27,6 +27,8 @@ def plugins(
                 typer.echo(f"    classes [{key}] ({len(names)}): {', '.join(names)}")
             if d["readers"]:
                 typer.echo(f"    reads: {' '.join(d['readers'])}")
+            if d.get("run_options"):
+                typer.echo(f"    run options: {' '.join(d['run_options'])}  (segsuite run {d['name']} --help)")
         if p["models"]:
             typer.echo(f"  models: {', '.join(p['models'])}")
         if p["commands"]:

@@ -105,6 +105,8 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
 
         model = default_checkpoint(dom.name)
     require_path(model, "checkpoint (--model)", kind="file")
+    if params.get("runtime") not in (None, "torch", "onnx"):
+        raise SegsuiteError(f"--runtime {params['runtime']!r}: choose torch or onnx")
     if params.get("runtime") == "onnx" and not str(model).lower().endswith(".onnx"):
         raise SegsuiteError(f"{model}: --runtime onnx needs an .onnx file; make one with `segsuite export --model {model}`")
     card = card_of(model) if params.get("report") is not None else None
