@@ -254,3 +254,30 @@ def test_export_and_labels_import_refuse_to_overwrite_their_inputs(cli, tmp_path
     assert_one_line_error(res, "which this import reads")
     assert_one_line_error(cli("labels", "import", "--format", "labelme", "--input", tmp_path, "--output", tmp_path),
                           "would overwrite the input")
+
+
+def test_sigterm_during_a_real_batch_leaves_a_summary_and_no_partial_files(tmp_path):
+    import shutil
+    import signal
+    import time
+
+    phantom = sorted((Path(__file__).resolve().parents[1] / "sample_data" / "medical" / "imagesTr").glob("*.nii.gz"))[0]
+    for i in range(6):
+        shutil.copy(phantom, tmp_path / f"case{i}.nii.gz")
+    out = tmp_path / "out"
+    code = "import sys; from segsuite.cli.app import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", "medical", "--input", str(tmp_path), "--output", str(out),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "case0_seg.json").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    statuses = [e["status"] for e in summary["inputs"]]
+    assert summary["interrupted"] == "SIGTERM" and statuses[0] == "ok" and statuses[-1] == "not run"
+    assert not [p for p in out.iterdir() if ".partial-" in p.name]
+    for entry in summary["inputs"]:  # a case's files exist exactly when it finished
+        assert Path(entry["outputs"]["labels"]).exists() == (entry["status"] == "ok"), entry

@@ -146,12 +146,22 @@ def test_the_example_domain_declares_a_run_option_that_works_end_to_end(example_
                    "--class-weights", "inverse",  # one epoch then predicts some cells, large and small
                    "--device", "cpu", "--output", tmp_path / "train")
     assert res.returncode == 0, res.stderr
+    model = tmp_path / "train" / "last.safetensors"
+    # every predicted region first, so that the threshold can be put between region sizes the model really makes
+    res = segsuite("run", "microscopy", "--input", data / "images", "--model", model, "--output", tmp_path / "all",
+                   "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    every = sorted({a for e in json.loads((tmp_path / "all" / "summary.json").read_text())["inputs"]
+                    for a in json.loads(Path(e["outputs"]["record"]).read_text())["cell_areas"]})
+    if len(every) < 2:
+        pytest.fail(f"the tiny model predicted regions of {len(every)} size(s) only; the option cannot be shown to act")
+    smallest = every[len(every) // 2]  # some regions below it, some at or above it
     out = tmp_path / "out"
-    res = segsuite("run", "microscopy", "--input", data / "images", "--model", tmp_path / "train" / "last.safetensors",
-                   "--output", out, "--min-cell-area", "5", "--device", "cpu")
+    res = segsuite("run", "microscopy", "--input", data / "images", "--model", model, "--output", out,
+                   "--min-cell-area", str(smallest), "--device", "cpu")
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["command"] == "segsuite run microscopy" and summary["options"] == {"min_cell_area": 5}
+    assert summary["command"] == "segsuite run microscopy" and summary["options"] == {"min_cell_area": smallest}
     assert [e["status"] for e in summary["inputs"]] == ["ok"] * 8
     regions = ignored = 0
     for entry in summary["inputs"]:
@@ -161,13 +171,13 @@ def test_the_example_domain_declares_a_run_option_that_works_end_to_end(example_
         areas = stats[1:, cv2.CC_STAT_AREA]
         regions += len(areas)
         ignored += record["ignored_regions"]
-        # the record counts exactly the predicted regions of at least 5 pixels
-        assert record["min_cell_area"] == 5
-        assert record["cells"] == int((areas >= 5).sum()) and record["ignored_regions"] == int((areas < 5).sum())
-        assert record["cell_areas"] == sorted(int(a) for a in areas if a >= 5)
+        # the record counts exactly the predicted regions of at least `smallest` pixels
+        assert record["min_cell_area"] == smallest
+        assert record["cells"] == int((areas >= smallest).sum()) and record["ignored_regions"] == int((areas < smallest).sum())
+        assert record["cell_areas"] == sorted(int(a) for a in areas if a >= smallest)
         name = Path(entry["input"]).name
-        assert f"{name}: {record['cells']} cell(s) of at least 5 px ({record['ignored_regions']} smaller" in res.stdout
-    assert ignored > 0 and regions > ignored, "no region on either side of --min-cell-area: the checks proved little"
+        assert f"{name}: {record['cells']} cell(s) of at least {smallest} px ({record['ignored_regions']} smaller" in res.stdout
+    assert ignored > 0 and regions > ignored
 
 
 def test_autoload_can_be_switched_off(example_site, segsuite_proc):
