@@ -42,9 +42,9 @@ def explain(
     if class_name is None:
         raise typer.BadParameter("--class is required (a class name of the model)")
     if model is None:
-        from segsuite.core.sample_data import default_checkpoint
+        from segsuite.core.sample_data import shipped_model
 
-        model = default_checkpoint(dom.name)
+        model = shipped_model(dom)
     require_path(model, "checkpoint (--model)", kind="file")
     if str(model).lower().endswith(".onnx"):
         raise SegsuiteError(f"{model}: explanations need the model's gradients; pass the .safetensors checkpoint, "
@@ -62,7 +62,7 @@ def explain(
     if "max_size" not in declared and max_size != 1024:
         raise SegsuiteError(f"the {dom.name} domain's explanations do not take --max-size")
     options = check_options(pipeline.options, given)
-    inputs = expand_inputs(input, getattr(pipeline, "suffixes", None) or tuple(dom.readers))
+    inputs = expand_inputs(input, pipeline.suffixes or tuple(dom.readers))
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output, options=options, device=device,
               skip_existing=skip_existing, command=f"explain {dom.name}")
     execute_job(job, debug=debug_enabled(ctx), what="explaining")

@@ -95,15 +95,15 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
     common = {p.name for p in _common_parameters()}
     given = {k: v for k, v in params.items() if k not in common and v is not None}
     options = check_options(pipeline.options, given)  # before any input is read
-    suffixes = getattr(pipeline, "suffixes", None) or (tuple(dom.readers) if dom is not None else None)
+    suffixes = pipeline.suffixes or (tuple(dom.readers) if dom is not None else None)
     inputs = expand_inputs(params["input"], suffixes)
     model = params.get("model")
     if model is None:
         if dom is None:
-            raise not_implemented("run", "a shipped default model for a run without a domain (pass --model CKPT)")
-        from segsuite.core.sample_data import default_checkpoint
+            raise SegsuiteError("--model is required without a domain (or name one: segsuite run DOMAIN --input ...)")
+        from segsuite.core.sample_data import shipped_model
 
-        model = default_checkpoint(dom.name)
+        model = shipped_model(dom)
     require_path(model, "checkpoint (--model)", kind="file")
     if params.get("runtime") not in (None, "torch", "onnx"):
         raise SegsuiteError(f"--runtime {params['runtime']!r}: choose torch or onnx")

@@ -40,7 +40,7 @@ def sample_inputs(domain: Any, pipeline: Any) -> list[Path]:
     from .jobs import expand_inputs
 
     root = sample_root(domain)
-    suffixes = getattr(pipeline, "suffixes", None) or tuple(domain.readers) or None
+    suffixes = pipeline.suffixes or tuple(domain.readers) or None
     found: list[Path] = []
     for spec in domain.sample.inputs:
         path = root / spec
@@ -59,18 +59,15 @@ def domain_section(domain: Any, output: Path, device: str) -> ReportSection:
     from .image_pipeline import ImagePipeline
     from .jobs import Job, JobConsole, run_job
     from .pipeline import Evaluates, check_options
-    from .sample_data import default_checkpoint
+    from .sample_data import shipped_model
 
     sample = domain.sample
     pipeline = domain.pipeline or ImagePipeline(reader=lambda p: domain.reader_for(p)(p), suffixes=tuple(domain.readers),
                                                 name=domain.name)
     inputs = sample_inputs(domain, pipeline)
-    if sample.root is None:
-        model = default_checkpoint(domain.name)
-    else:
-        model = sample_root(domain) / sample.model
-        if not model.is_file():
-            raise SampleMissing(f"no shipped model {model}")
+    if sample.root is not None and not (sample_root(domain) / sample.model).is_file():
+        raise SampleMissing(f"no shipped model {sample_root(domain) / sample.model}")
+    model = shipped_model(domain)
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output / "run",
               options=check_options(pipeline.options, dict(sample.options)), device=device, command=f"demo {domain.name}")
     result = run_job(job, console=JobConsole(quiet=True))

@@ -47,15 +47,10 @@ class ImagePipeline(BasePipeline):
         self.name = name
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
-        from .infer import Predictor
-        from .uncertainty import require_dropout
+        from .pipeline import load_predictor
 
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        if predictor.spatial_dims != 2:
-            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; run it through its domain (segsuite run DOMAIN)")
-        if options.get("uncertainty") == "mcdropout":
-            require_dropout(predictor.model)
-        return predictor
+        return load_predictor(checkpoint, device, options, spatial_dims=2,
+                              what="the 2D image pipeline (run a 3D model through its domain: segsuite run DOMAIN)")
 
     def outputs(self, source: Path, stem: str, folder: Path, options: Mapping[str, Any],
                 file: Path | None = None) -> dict[str, Path]:
@@ -125,14 +120,12 @@ class ImageExplainPipeline(BasePipeline):
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
         from .explain import class_index
-        from .infer import Predictor
+        from .pipeline import load_predictor
 
         if str(checkpoint).lower().endswith(".onnx"):
             raise SegsuiteError(f"{checkpoint}: explanations need the model's gradients; pass the .safetensors checkpoint, "
                                 "not an ONNX export")
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        if predictor.spatial_dims != 2:
-            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model: image explanations need a 2D model")
+        predictor = load_predictor(checkpoint, device, spatial_dims=2, what="an image explanation")
         self._index = class_index(predictor.class_map, self.class_name)  # unknown class: fails before any input
         return predictor
 

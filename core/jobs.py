@@ -46,15 +46,15 @@ from typing import Any, Literal, Protocol
 
 from .errors import SegsuiteError
 from .pipeline import Pipeline, RunContext, Summarizes
-from .planning import (MANIFEST, Plan, PlannedInput, add_to_manifest, clean_stale_partials, expand_inputs, files_under,
-                       plan_job, record_written, refuse_overwrite, require_path, written_by_segsuite)
+from .planning import (JOB_FILES, MANIFEST, Plan, PlannedInput, add_to_manifest, clean_stale_partials, expand_inputs,
+                       files_under, plan_job, record_written, refuse_overwrite, require_path, written_by_segsuite)
 
-__all__ = ["MANIFEST", "Engine", "InputResult", "Job", "JobConsole", "JobInterrupted", "JobResult", "LocalEngine", "Plan",
+__all__ = ["MANIFEST", "Engine", "InputResult", "Interrupted", "Job", "JobConsole", "JobInterrupted", "JobResult", "LocalEngine", "Plan",
            "PlannedInput", "add_to_manifest", "clean_stale_partials", "expand_inputs", "files_under", "plan_job",
            "record_written", "refuse_overwrite", "require_path", "run_and_report", "run_job", "run_unit",
            "written_by_segsuite"]
 
-LOG_NAME = "segsuite.log"
+LOG_NAME = JOB_FILES[2]
 Status = Literal["ok", "failed", "skipped", "not run"]
 
 
@@ -117,6 +117,14 @@ class JobInterrupted(BaseException):
         self.signum = signum
 
 
+class Interrupted(SegsuiteError):
+    """A job stopped by SIGINT/SIGTERM before it ran any input (exit status 130 / 143)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
 def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -125,7 +133,7 @@ def error_line(source: Path, exc: BaseException) -> str:
     """One line naming the input and the problem; a bug (not a SegsuiteError/OSError) also names its type."""
     message = one_line(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError) and not isinstance(exc, SegsuiteError) and getattr(exc, "strerror", None):
-        message = one_line(exc.strerror) + (f" ({exc.filename})" if exc.filename else "")
+        message = (f"{exc.filename}: " if exc.filename else "") + one_line(exc.strerror)
     elif not isinstance(exc, (SegsuiteError, OSError)):
         message = f"{type(exc).__name__}: {message} (a bug: the traceback is in {LOG_NAME})"
     if str(source) not in message and source.name not in message:
@@ -138,12 +146,14 @@ def run_unit(pipeline: Pipeline, item: PlannedInput, context: RunContext) -> Inp
     input's own errors; an interruption removes the input's new files and propagates."""
     from .io import write_json
 
-    existed = {k: p.exists() for k, p in item.outputs.items()}
+    before = {k: _stamp(p) for k, p in item.outputs.items()}
     t0 = time.perf_counter()
 
     def clean() -> None:
+        # A failed input leaves none of its new or rewritten files (no half-old, half-new set), and
+        # no record, so that --skip-existing never takes it as complete.
         for k, p in item.outputs.items():
-            if not existed[k]:
+            if k == "record" or _stamp(p) != before[k]:
                 with _suppress_os():
                     p.unlink(missing_ok=True)
 
@@ -153,6 +163,7 @@ def run_unit(pipeline: Pipeline, item: PlannedInput, context: RunContext) -> Inp
         record = dict(pipeline.run_one(item.source, item.outputs, context))
         record.setdefault("input", str(item.source))
         record["outputs"] = {k: str(p) for k, p in item.outputs.items()}
+        record["job_options"] = _jsonable_options(context.options)
         if "record" in item.outputs:
             write_json(item.outputs["record"], record)
         return InputResult(item.source, "ok", item.outputs, record, seconds=time.perf_counter() - t0)
@@ -163,6 +174,18 @@ def run_unit(pipeline: Pipeline, item: PlannedInput, context: RunContext) -> Inp
     except BaseException:
         clean()
         raise
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _jsonable_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
 
 
 @contextmanager
@@ -205,19 +228,43 @@ class LocalEngine:
             done(run_unit(job.pipeline, item, context))
 
 
-def _complete(item: PlannedInput) -> bool:
-    return all(p.is_file() and p.stat().st_size > 0 for p in item.outputs.values())
+def _read_record(item: PlannedInput) -> dict[str, Any] | None:
+    path = item.outputs.get("record")
+    if path is None:
+        return None
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _complete(item: PlannedInput, options: Mapping[str, Any]) -> bool:
+    """Every planned output is there and, when the pipeline has a record, it says it was made from
+    this very input with these options (so a changed option or another input's files never count)."""
+    if not all(p.is_file() and p.stat().st_size > 0 for p in item.outputs.values()):
+        return False
+    if "record" not in item.outputs:
+        return True
+    record = _read_record(item)
+    if record is None or "input" not in record:
+        return False
+    try:
+        same_input = Path(record["input"]).resolve() == item.source.resolve()
+    except (OSError, TypeError, ValueError):
+        return False
+    return same_input and record.get("job_options") == json.loads(json.dumps(_jsonable_options(options)))
 
 
 def _skipped(item: PlannedInput) -> InputResult:
-    record = None
-    path = item.outputs.get("record")
-    if path is not None:
-        try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, ValueError):
-            record = None
-    return InputResult(item.source, "skipped", item.outputs, record)
+    return InputResult(item.source, "skipped", item.outputs, _read_record(item))
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 class JobConsole:
@@ -239,7 +286,9 @@ class JobConsole:
         self._print(f"segsuite: warning: {one_line(text)}", sys.stderr)
 
     def _print(self, text: str, stream: Any) -> None:
-        if self._bar is not None:
+        # Above a live progress bar only when the line goes to the terminal the bar is drawn on;
+        # results redirected to a file still go to that file.
+        if self._bar is not None and (stream is sys.stderr or _isatty(stream)):
             self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text, file=stream, flush=True)
@@ -254,7 +303,8 @@ class JobConsole:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
+                      console=Console(stderr=True), transient=True, redirect_stdout=False,
+                      redirect_stderr=False) as bar:
             self._bar = bar
             task = bar.add_task(what, total=total)
             sub = bar.add_task("", total=None, visible=False)
@@ -298,12 +348,18 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
     results: dict[Path, InputResult] = {}
     todo = []
     for item in plan.inputs:
-        if job.skip_existing and _complete(item):
+        if job.skip_existing and _complete(item, job.options):
             results[item.source] = _skipped(item)
         else:
             todo.append(item)
     if todo:
-        engine.prepare(job, console.warning)  # model problems stop the job before any folder is made
+        try:
+            with _signals_raise():
+                engine.prepare(job, console.warning)  # model problems stop the job before any folder is made
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted (SIGINT) while loading the model; nothing was written") from None
+        except JobInterrupted as exc:
+            raise Interrupted(f"interrupted ({exc}) while loading the model; nothing was written", exc.signum) from None
     folders = {p.parent for item in plan.inputs for p in item.outputs.values()} | {plan.folder}
     for folder in folders:
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -324,8 +380,12 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
             results[result.source] = result
             advance(result.source.name)
             if result.status == "ok":
-                text = job.pipeline.describe(result.record or {})
-                console.line(text if text else f"{result.source} ok")
+                try:
+                    text = job.pipeline.describe(result.record or {})
+                except Exception as exc:  # noqa: BLE001 - a faulty console line must not end the batch
+                    text = f"{result.source}: ok"
+                    console.warning(f"{result.source}: the pipeline could not describe its result ({error_line(result.source, exc)})")
+                console.line(text if text else f"{result.source}: ok")
                 return
             console.error(result.error or f"{result.source}: failed")
             if result.traceback:
@@ -349,7 +409,10 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
     if isinstance(job.pipeline, Summarizes):
         records = [r.record for r in ordered if r.record is not None]
         if records:
-            console.line(job.pipeline.summarize(records))
+            try:
+                console.line(job.pipeline.summarize(records))
+            except Exception as exc:  # noqa: BLE001 - every result is already written and summarised
+                console.warning(f"the {job.command} summary line failed: {one_line(str(exc))}")
     if interrupted:
         left = sum(r.status == "not run" for r in ordered)
         console.error(f"interrupted ({interrupted}); {left} of {len(ordered)} input(s) not run; see {summary_path}")
@@ -377,9 +440,11 @@ def run_and_report(job: Job, *, report: Path | None = None, class_map: Any = Non
     if report is not None and result.records and not result.interrupted:
         from .report import write_report
 
+        before = {p: _stamp(p) for p in files_under(report)} if Path(report).is_dir() else {}
         section = job.pipeline.report_section(result.records, class_map, report)
         index = write_report(report, [section], title=title or f"segsuite {job.command}: {len(result.records)} result(s)")
-        record_written(files_under(report))  # the report's pictures are never taken as inputs
+        # the report's own pages and pictures are never taken as inputs; other files in that folder stay inputs
+        record_written([p for p in files_under(report) if before.get(p, None) != _stamp(p)])
         console.line(f"report: {index}")
     return result
 
@@ -407,7 +472,10 @@ def _write_summary(path: Path, job: Job, results: Sequence[InputResult], started
     for r in results:
         fields = {}
         if r.record is not None and isinstance(job.pipeline, Summarizes):
-            fields = dict(job.pipeline.summary_fields(r.record))
+            try:
+                fields = dict(job.pipeline.summary_fields(r.record))
+            except Exception:  # noqa: BLE001 - the summary must be written; the columns stay empty
+                fields = {}
         extra_rows.append(fields)
     extra_keys: list[str] = []
     for fields in extra_rows:

@@ -125,9 +125,22 @@ class RunContext:
 
 @runtime_checkable
 class Pipeline(Protocol):
-    """What ``segsuite run DOMAIN`` runs for each input."""
+    """What ``segsuite run DOMAIN`` runs for each input (:class:`BasePipeline` has defaults for
+    every member but ``outputs``, ``run_one`` and ``describe``)."""
 
+    name: str
+    """Shown in reports and messages (usually the domain's name)."""
     options: Sequence[RunOption]
+    suffixes: tuple[str, ...]
+    """Input file suffixes: inputs are expanded to these, and the stem is the name without them."""
+    default_output: Path | None
+    """The output folder without ``--output`` (``None``: beside each input)."""
+    single_file_suffixes: tuple[str, ...]
+    """Suffixes of an ``--output`` that names the one output file of a single input (``()``: none)."""
+
+    def stem(self, source: Path) -> str:
+        """The base of ``source``'s output names."""
+        ...
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
         """Load the model and everything that is the same for every input; called once per job
@@ -209,10 +222,17 @@ class BasePipeline:
     ``--output`` that names the one output file of a single input.
     """
 
+    name: str = "run"
     options: Sequence[RunOption] = ()
     suffixes: tuple[str, ...] = ()
     default_output: Path | None = Path("segsuite-run")
     single_file_suffixes: tuple[str, ...] = ()
+    spatial_dims: int = 2
+    """What the default :meth:`load` accepts."""
+
+    def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
+        """The checkpoint's :class:`~segsuite.core.infer.Predictor` (see :func:`load_predictor`)."""
+        return load_predictor(checkpoint, device, options, spatial_dims=self.spatial_dims, what=self.name)
 
     def stem(self, source: Path) -> str:
         name = source.name
@@ -225,4 +245,20 @@ class BasePipeline:
                        report_dir: Path) -> "ReportSection":
         from .report import summaries_section
 
-        return summaries_section(getattr(self, "name", "run"), records, class_map)
+        return summaries_section(self.name, records, class_map)
+
+
+def load_predictor(checkpoint: Path, device: str, options: Mapping[str, Any] | None = None, *,
+                   spatial_dims: int | None = 2, what: str = "this domain") -> Any:
+    """Load a checkpoint (or a segsuite ONNX export) as a Predictor, refusing what no input could
+    use: a model of the wrong dimensionality, or ``--uncertainty mcdropout`` on a model without
+    dropout. Every pipeline that segments with one network starts here."""
+    from .infer import Predictor
+    from .uncertainty import require_dropout
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    if spatial_dims is not None and predictor.spatial_dims != spatial_dims:
+        raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; {what} needs a {spatial_dims}D model")
+    if (options or {}).get("uncertainty") == "mcdropout":
+        require_dropout(predictor.model)
+    return predictor

@@ -24,6 +24,8 @@ from .errors import InputFileError, SegsuiteError
 from .pipeline import Pipeline
 
 MANIFEST = ".segsuite-outputs.json"
+JOB_FILES = ("summary.json", "summary.csv", "segsuite.log")
+"""What every job writes into its folder besides the inputs' outputs."""
 
 
 # -- inputs ---------------------------------------------------------------------------
@@ -78,7 +80,7 @@ def expand_inputs(spec: str | Path, suffixes: Sequence[str] | None = None) -> li
     path = Path(text)
     cache: dict[Path, frozenset[str]] = {}
     lowered = tuple(s.lower() for s in suffixes or ())
-    if any(ch in text for ch in "*?["):
+    if any(ch in text for ch in "*?[") and not path.exists():  # an existing "run [1]" is a path, not a pattern
         found = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
         found = [p for p in found if p.is_file() and not p.name.startswith(".")]
     elif path.is_dir():
@@ -125,13 +127,12 @@ class Plan:
 
 
 def _stem_candidates(pipeline: Pipeline, source: Path, base: Path) -> Iterator[str]:
-    stem = pipeline.stem(source) if hasattr(pipeline, "stem") else source.stem
-    yield stem
+    yield pipeline.stem(source)
     yield source.name
     try:
-        rel = source.relative_to(base)
+        rel = source.resolve().relative_to(base)
     except ValueError:
-        rel = Path(*source.parts[1:])
+        rel = Path(*source.resolve().parts[1:])
     flat = "__".join(rel.parts)
     yield flat
     n = 2
@@ -150,12 +151,16 @@ def plan_job(pipeline: Pipeline, inputs: Sequence[Path], output: Path | None, op
     """Fix every output path before any work; refuse collisions with inputs or the checkpoint."""
     if not inputs:
         raise InputFileError("no inputs")
-    single_suffixes = tuple(s.lower() for s in getattr(pipeline, "single_file_suffixes", ()))
+    single_suffixes = tuple(s.lower() for s in pipeline.single_file_suffixes)
     names_file = output is not None and bool(single_suffixes) and str(output).lower().endswith(single_suffixes) \
         and not Path(output).is_dir()
     if names_file and len(inputs) > 1:
         raise SegsuiteError(f"{output}: several inputs need an output folder, not a file name")
-    default = getattr(pipeline, "default_output", Path("segsuite-run"))
+    if output is not None and not names_file and Path(output).exists() and not Path(output).is_dir():
+        raise SegsuiteError(f"{output}: --output must be a folder (this is a file)"
+                            + (f"; a file name ending in {', '.join(pipeline.single_file_suffixes)} names the "
+                               "output of a single input" if single_suffixes else ""))
+    default = pipeline.default_output
     base = _common_folder(inputs)
     protected = {Path(p).resolve(): Path(p) for p in inputs}
     if checkpoint is not None and Path(checkpoint).exists():
@@ -183,6 +188,8 @@ def plan_job(pipeline: Pipeline, inputs: Sequence[Path], output: Path | None, op
                 raise SegsuiteError(f"{p}: an output of {src.name} would overwrite the {what} {protected[resolved]}; "
                                     "choose another --output")
             if resolved in claimed:
+                if claimed[resolved] == src:
+                    raise SegsuiteError(f"{p}: two outputs of {src} would have this name; choose other output names")
                 raise SegsuiteError(f"{claimed[resolved]} and {src} would both write {p}; rename one or run them separately")
             claimed[resolved] = src
         planned.append(PlannedInput(src, stem, outs))
@@ -194,6 +201,13 @@ def plan_job(pipeline: Pipeline, inputs: Sequence[Path], output: Path | None, op
         folder = Path(default)
     else:
         folder = base
+    for name in JOB_FILES:  # the job's own files never replace a file segsuite did not write
+        path = folder / name
+        if path.exists() and name not in written_by_segsuite(folder):
+            raise SegsuiteError(f"{path}: exists and was not written by segsuite; the job would replace it with its "
+                                "own summary; choose another --output or move that file")
+        if path.resolve() in protected or path.resolve() in claimed:
+            raise SegsuiteError(f"{path}: the job's summary would overwrite an input or an output; choose another --output")
     return Plan(planned, folder, names_file)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .errors import SegsuiteError
 
@@ -30,3 +31,14 @@ def default_checkpoint(domain: str) -> Path:
             raise NotImplementedYet(f"segsuite run: no default {domain} model is shipped yet; pass --model CKPT")
         raise SegsuiteError(f"no default {domain} model at {path} (it ships with a source checkout); pass --model CKPT")
     return path
+
+
+def shipped_model(domain: Any) -> Path:
+    """The model a domain runs with when no ``--model`` is given: its ``Sample``'s model when the
+    plugin ships one in its own folder (``Sample.root``), else the checkout's default."""
+    sample = getattr(domain, "sample", None)
+    if sample is not None and sample.root is not None:
+        path = Path(sample.root) / sample.model
+        if path.is_file():
+            return path
+    return default_checkpoint(domain.name)

@@ -245,3 +245,77 @@ def test_layering_core_imports_no_plugin_or_cli_and_plugins_import_no_other_plug
                     if name.startswith("segsuite.plugins.") and own is not None and name.split(".")[2] != own:
                         problems.append(f"{rel}: imports another plugin, {name}")
     assert problems == []
+
+
+def test_skip_existing_never_takes_another_inputs_or_other_options_outputs(tmp_path):
+    folder = tmp_path / "in"
+    _files(folder, {"x.dat": "first"})
+    run_job(_job([folder / "x.dat"], tmp_path / "out"))  # x.dat alone writes x_upper.txt
+    _files(folder, {"x.txt": "second"})
+    pipeline = TextPipeline()
+    # run alone, x.txt plans the same names as x.dat did: only the record says whose files they are
+    result = run_job(_job([folder / "x.txt"], tmp_path / "out", pipeline, skip_existing=True))
+    assert pipeline.calls == ["x.txt"] and result.results[0].status == "ok"
+    assert (tmp_path / "out" / "x_upper.txt").read_text() == "SECOND"
+    pipeline = TextPipeline()
+    result = run_job(_job([folder / "x.txt"], tmp_path / "out", pipeline, skip_existing=True, options={"repeat": 2}))
+    assert pipeline.calls == ["x.txt"] and (tmp_path / "out" / "x_upper.txt").read_text() == "SECOND" * 2
+    pipeline = TextPipeline()
+    run_job(_job([folder / "x.txt"], tmp_path / "out", pipeline, skip_existing=True, options={"repeat": 2}))
+    assert pipeline.calls == []
+
+
+def test_a_failed_rerun_leaves_no_record_so_it_is_never_taken_as_complete(tmp_path):
+    inputs = _files(tmp_path / "in", {"a.txt": "good"})
+    run_job(_job(inputs, tmp_path / "out"))
+    assert (tmp_path / "out" / "a.json").exists()
+    inputs[0].write_text("bad")
+    result = run_job(_job(inputs, tmp_path / "out"))
+    assert result.exit_code == 2 and not (tmp_path / "out" / "a.json").exists()
+    pipeline = TextPipeline()
+    run_job(_job(inputs, tmp_path / "out", pipeline, skip_existing=True))
+    assert pipeline.calls == ["a.txt"]
+
+
+def test_job_files_never_replace_user_files_and_output_must_be_a_folder(tmp_path):
+    inputs = _files(tmp_path / "in", {"a.txt": "x"})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "summary.json").write_text("my own notes")
+    with pytest.raises(SegsuiteError, match="summary.json: exists and was not written by segsuite"):
+        run_job(_job(inputs, tmp_path / "out"))
+    assert (tmp_path / "out" / "summary.json").read_text() == "my own notes"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SegsuiteError, match="afile: --output must be a folder"):
+        run_job(_job(inputs, tmp_path / "afile"))
+
+
+def test_paths_with_brackets_are_paths_and_report_folders_do_not_hide_inputs(tmp_path):
+    from segsuite.core.jobs import run_and_report
+
+    folder = tmp_path / "run [1]"
+    _files(folder, {"a.txt": "one", "b.txt": "two"})
+    assert [p.name for p in expand_inputs(folder, (".txt",))] == ["a.txt", "b.txt"]
+    assert [p.name for p in expand_inputs(folder / "a.txt", (".txt",))] == ["a.txt"]
+
+    class Reported(TextPipeline):
+        def report_section(self, records, class_map, report_dir):
+            from segsuite.core.report import ReportSection
+
+            return ReportSection(domain="text", title="text")
+
+    result = run_and_report(_job(expand_inputs(folder, (".txt",)), tmp_path / "out", Reported()), report=folder)
+    assert result.exit_code == 0 and (folder / "index.html").is_file()
+    again = expand_inputs(folder, (".txt",))  # the report went into the input folder: the inputs stay inputs
+    assert [p.name for p in again] == ["a.txt", "b.txt"]
+    assert "index.html" in json.loads((folder / MANIFEST).read_text())["files"]
+
+
+def test_a_pipeline_whose_console_line_fails_still_finishes_the_batch(tmp_path, capsys):
+    class Mute(TextPipeline):
+        def describe(self, record):
+            raise RuntimeError("cannot describe")
+
+    inputs = _files(tmp_path / "in", {"a.txt": "one", "b.txt": "two"})
+    result = run_job(_job(inputs, tmp_path / "out", Mute()))
+    assert result.exit_code == 0 and [r.status for r in result.results] == ["ok", "ok"]
+    assert "could not describe its result" in capsys.readouterr().err

@@ -58,15 +58,9 @@ class DrivingPipeline(BasePipeline):
         return stem
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
-        from segsuite.core.infer import Predictor
+        from segsuite.core.pipeline import load_predictor
 
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        if predictor.spatial_dims != 2:
-            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; street scenes need a 2D model")
-        if options.get("uncertainty") == "mcdropout":
-            from segsuite.core.uncertainty import require_dropout
-
-            require_dropout(predictor.model)
+        predictor = load_predictor(checkpoint, device, options, spatial_dims=2, what="a street scene")
         if options.get("label_format") == "cityscapes" and predictor.class_map.raw_ids is None:
             raise SegsuiteError(f"{checkpoint}: --format cityscapes needs a model with the Cityscapes class map (label ids)")
         return predictor

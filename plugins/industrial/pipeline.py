@@ -54,16 +54,14 @@ class InspectionPipeline(BasePipeline):
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Inspector:
         """The model, and the threshold and minimum area from the options or its card."""
-        from segsuite.core.infer import Predictor
-        from segsuite.core.uncertainty import require_dropout
+        from segsuite.core.pipeline import load_predictor
 
         from .inspection import InspectOptions, settings
 
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        # a 3D model, or MC dropout without dropout, is a model problem, not a part's: stop before the batch
+        predictor = load_predictor(checkpoint, device, options, spatial_dims=2, what="part inspection")
         threshold, min_area = settings(predictor.card, InspectOptions(threshold=options.get("threshold"),
                                                                       min_area=options.get("min_area")))
-        if options.get("uncertainty") == "mcdropout":
-            require_dropout(predictor.model)  # a model problem, not a part's: stop before the batch
         return Inspector(predictor, threshold, min_area)
 
     def outputs(self, source: Path, stem: str, folder: Path, options: Mapping[str, Any],

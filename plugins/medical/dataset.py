@@ -327,9 +327,6 @@ def volume_dataset(root: str | Path, classes: ClassMap, *, train: bool = True, p
     return VolumeDataset(cases, classes, prep, train=train, patch_size=patch_size, augment=augment and train)
 
 
-volume_dataset.detect = detect  # type: ignore[attr-defined]
-
-
 def _intensity_for(root: Path) -> str:
     meta = root / "dataset.json"
     if not meta.is_file():

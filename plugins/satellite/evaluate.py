@@ -103,7 +103,9 @@ def evaluate_scenes(pipeline: Any, checkpoint: Path, data: Path, output: Path | 
                   output=folder / "predictions", options=options, device=device, command="evaluate satellite")
         result = run_job(job, console=_QuietConsole(), what="tiling")
         if result.interrupted:
-            raise KeyboardInterrupt
+            from segsuite.core.jobs import Interrupted
+
+            raise Interrupted(f"evaluation interrupted ({result.interrupted})", 15 if result.interrupted == "SIGTERM" else 2)
         if result.failed:
             raise SegsuiteError(result.failed[0].error or f"{result.failed[0].source}: failed")
         class_map = class_map_of(Path(checkpoint))

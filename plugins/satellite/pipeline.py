@@ -96,16 +96,10 @@ class TilingPipeline(BasePipeline):
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
         """The predictor, once per job; a 3D model, a bad --overlap or MC dropout without dropout stop the job here."""
-        from segsuite.core.infer import Predictor
-        from segsuite.core.uncertainty import require_dropout
+        from segsuite.core.pipeline import load_predictor
 
         tile_options(options)
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        if predictor.spatial_dims != 2:
-            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model cannot tile a 2D raster")
-        if options.get("uncertainty") == "mcdropout":
-            require_dropout(predictor.model)
-        return predictor
+        return load_predictor(checkpoint, device, options, spatial_dims=2, what="tiling a 2D raster")
 
     def outputs(self, source: Path, stem: str, folder: Path, options: Mapping[str, Any],
                 file: Path | None = None) -> dict[str, Path]:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segsuite.core.errors import SegsuiteError
 from segsuite.core.pipeline import BasePipeline, RunContext, RunOption
 
 MIN_CELL_AREA = RunOption("min_cell_area", int, 0, minimum=0,
@@ -23,19 +22,10 @@ MIN_CELL_AREA = RunOption("min_cell_area", int, 0, minimum=0,
 class CellCountPipeline(BasePipeline):
     """Per image: ``NAME_labels.png`` (class indices) and ``NAME.json`` (the cell count)."""
 
-    name = "microscopy"
+    name = "microscopy"  # BasePipeline.load gives run_one a 2D Predictor of the checkpoint
     options = (MIN_CELL_AREA,)
     suffixes = (".tif", ".png")
     default_output = Path("microscopy-results")
-
-    def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
-        """The predictor, loaded once per job."""
-        from segsuite.core.infer import Predictor
-
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        if predictor.spatial_dims != 2:
-            raise SegsuiteError(f"{checkpoint}: a {predictor.spatial_dims}D model; microscopy images are 2D")
-        return predictor
 
     def outputs(self, source: Path, stem: str, folder: Path, options: Mapping[str, Any],
                 file: Path | None = None) -> dict[str, Path]:
