@@ -54,8 +54,9 @@ def _option_parameter(opt: Any) -> inspect.Parameter:
         text += f" (one of: {', '.join(opt.choices)})"
     if opt.default is not None and opt.type is not bool:
         text += f" [default: {opt.default}]"
-    if opt.type is bool:
-        info = typer.Option(opt.flag, help=text, show_default=False)
+    if opt.type is bool:  # a switch; one that is on by default gets its --no- form
+        decl = f"{opt.flag}/--no-{opt.flag[2:]}" if opt.default is True else opt.flag
+        info = typer.Option(decl, help=text + (" [default: on]" if opt.default is True else ""), show_default=False)
         kind: Any = Optional[bool]
     else:
         info = typer.Option(opt.flag, help=text, show_default=False)

@@ -41,7 +41,8 @@ class RunOption:
 
     ``name`` is the keyword the pipeline reads from ``context.options`` (``min_area``); the
     command-line flag is derived from it (``--min-area``) unless ``flag`` says otherwise.
-    ``type`` is one of bool (a switch), int, float, str or Path. ``choices``, ``minimum`` and
+    ``type`` is one of bool (a switch; ``default=True`` gives it a ``--no-`` form), int, float,
+    str or Path. ``choices``, ``minimum`` and
     ``maximum`` (``exclusive`` makes both bounds strict) and ``validate`` (a callable that
     raises :class:`SegsuiteError`) are checked before any input is read. ``default`` is what
     the pipeline sees when the option is not given (``None``: "not given", e.g. "use the

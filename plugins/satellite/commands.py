@@ -16,6 +16,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from .pipeline import OPTIONS
+
+HELP = {o.name: o.help for o in OPTIONS}  # `tile` and `segsuite run satellite` say the same
+
 
 def _debug(ctx: typer.Context) -> bool:
     """``segsuite --debug`` (or SEGSUITE_DEBUG): tracebacks of failed scenes on the terminal too."""
@@ -29,17 +33,17 @@ def tile(
     input: Annotated[str, typer.Argument(help="GeoTIFF scene, or a folder (searched recursively) / glob of scenes")],
     model: Annotated[Optional[Path], typer.Option(help="Checkpoint; the shipped satellite model when omitted")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Output class GeoTIFF for one scene, or a folder (default: INPUT_classes.tif beside each input)")] = None,
-    tile_size: Annotated[int, typer.Option("--tile", help="Window side in pixels")] = 512,
-    overlap: Annotated[int, typer.Option(help="Overlap between neighbouring windows in pixels")] = 64,
-    batch: Annotated[int, typer.Option(help="Windows per forward pass")] = 4,
-    bands: Annotated[Optional[str], typer.Option(help="1-based input bands for the model, e.g. 4,3,2,8 (default: all but alpha)")] = None,
-    nodata: Annotated[Optional[float], typer.Option(help="Treat this value as nodata (default: what the file declares; 0 is never assumed)")] = None,
-    probabilities: Annotated[bool, typer.Option("--probabilities", help="Also write per-class probabilities (uint8, 1..255; 0 = nodata)")] = False,
-    uncertainty: Annotated[Optional[str], typer.Option(help="Also write OUT_uncertainty.tif (float32 0..1, nodata -1): entropy, tta (4x time) or mcdropout (8x; models with dropout)")] = None,
-    cog: Annotated[bool, typer.Option("--cog/--no-cog", help="Write a Cloud-Optimized GeoTIFF when GDAL's COG driver is available")] = True,
-    vector: Annotated[Optional[Path], typer.Option(help="Also polygonise the classes into OUT.gpkg or OUT.geojson (one input only)")] = None,
-    min_area: Annotated[float, typer.Option(help="With --vector: drop polygons smaller than this (map units²)")] = 0.0,
-    simplify: Annotated[float, typer.Option(help="With --vector: simplification tolerance (map units)")] = 0.0,
+    tile_size: Annotated[int, typer.Option("--tile", help=HELP["tile"])] = 512,
+    overlap: Annotated[int, typer.Option(help=HELP["overlap"])] = 64,
+    batch: Annotated[int, typer.Option(help=HELP["batch"])] = 4,
+    bands: Annotated[Optional[str], typer.Option(help=HELP["bands"])] = None,
+    nodata: Annotated[Optional[float], typer.Option(help=HELP["nodata"])] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help=HELP["probabilities"])] = False,
+    uncertainty: Annotated[Optional[str], typer.Option(help=HELP["uncertainty"])] = None,
+    cog: Annotated[bool, typer.Option("--cog/--no-cog", help=HELP["cog"])] = True,
+    vector: Annotated[Optional[Path], typer.Option(help=HELP["vector"])] = None,
+    min_area: Annotated[float, typer.Option(help=HELP["min_area"])] = 0.0,
+    simplify: Annotated[float, typer.Option(help=HELP["simplify"])] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (scene previews, classes, areas) into this folder")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip scenes whose outputs are all there already (resume an interrupted batch)")] = False,
@@ -62,7 +66,7 @@ def tile(
 
     pipeline = TilingPipeline()
     given = {"tile": tile_size, "overlap": overlap, "batch": batch, "bands": bands, "nodata": nodata,
-             "probabilities": probabilities, "no_cog": not cog, "uncertainty": uncertainty, "vector": vector,
+             "probabilities": probabilities, "cog": cog, "uncertainty": uncertainty, "vector": vector,
              "min_area": min_area, "simplify": simplify}
     options = check_options(pipeline.options, given)
     tile_options(options)  # --overlap against --tile, before any input is read
@@ -87,8 +91,8 @@ def tile(
 
 def stats(
     input: Annotated[Path, typer.Argument(help="GeoTIFF")],
-    bands: Annotated[Optional[str], typer.Option(help="1-based bands (default: all but alpha)")] = None,
-    nodata: Annotated[Optional[float], typer.Option(help="Treat this value as nodata (default: what the file declares)")] = None,
+    bands: Annotated[Optional[str], typer.Option(help=HELP["bands"])] = None,
+    nodata: Annotated[Optional[float], typer.Option(help=HELP["nodata"])] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Per-band statistics with nodata excluded (count, mean, std, min, max): what a model card's normalisation needs."""

@@ -57,8 +57,8 @@ OPTIONS = (
               validate=parse_bands),
     RunOption("nodata", float, None, "Treat this value as nodata (default: what the file declares; 0 is never assumed)"),
     RunOption("probabilities", bool, False, "Also write per-class probabilities (uint8, 1..255; 0 = nodata)"),
-    RunOption("no_cog", bool, False, "Write a plain tiled GeoTIFF, not a Cloud-Optimized GeoTIFF (COG is the default "
-              "when GDAL's COG driver is available)", flag="--no-cog"),
+    RunOption("cog", bool, True, "Write a Cloud-Optimized GeoTIFF when GDAL's COG driver is available "
+              "(--no-cog: a plain tiled GeoTIFF)"),
     replace(UNCERTAINTY, help="Also write OUT_uncertainty.tif (float32 0..1, nodata -1); tta takes 4x the time, "
                               "mcdropout 8x and needs a model with dropout"),
     RunOption("vector", Path, None, "Also polygonise the classes into this .gpkg or .geojson (one input only)",
@@ -80,7 +80,7 @@ def tile_options(options: Mapping[str, Any]) -> "TileOptions":
 
     return TileOptions(tile=int(value("tile")), overlap=int(value("overlap")), batch=int(value("batch")),
                        bands=parse_bands(value("bands")), nodata=value("nodata"),
-                       probabilities=bool(value("probabilities")), cog=not value("no_cog"),
+                       probabilities=bool(value("probabilities")), cog=value("cog") is not False,
                        uncertainty=value("uncertainty"))
 
 

@@ -427,7 +427,7 @@ def test_tile_refuses_to_overwrite_its_input(tmp_path, cli, small_scenes):
 def test_run_satellite_help_lists_the_tiling_options(cli):
     res = cli("run", "satellite", "--help")
     assert res.exit_code == 0, res.output
-    for flag in ("--tile", "--overlap", "--batch", "--bands", "--nodata", "--probabilities", "--no-cog",
+    for flag in ("--tile", "--overlap", "--batch", "--bands", "--nodata", "--probabilities", "--cog",
                  "--uncertainty", "--vector", "--min-area", "--simplify", "--skip-existing"):
         assert flag in res.stdout, flag
 
