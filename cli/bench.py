@@ -29,10 +29,7 @@ def bench(
     from segsuite.core.bench import measure_latency
     from segsuite.core.errors import SegsuiteError
 
-    try:
-        h, w = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise SegsuiteError(f"--size {size!r} must look like 512x1024") from None
+    h, w = parse_size(size)
     if runs < 1 or batch < 1 or warmup < 0:
         raise SegsuiteError("--runs and --batch must be at least 1, --warmup at least 0")
     if video is not None:
@@ -46,6 +43,22 @@ def bench(
     typer.echo(f"{r['model']} | {r['runtime']} | {r['device_name']} | {r['precision']} | {h}x{w} | batch {batch}: "
                f"median {r['latency_ms_median']:.1f} ms, p90 {r['latency_ms_p90']:.1f} ms, "
                f"{r['images_per_second']:.2f} images/s ({runs} runs after {warmup} warm-up)")
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """``HxW`` as two positive whole numbers; a one-line error otherwise."""
+    import re
+
+    from segsuite.core.errors import SegsuiteError
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", size)
+    if match is None:
+        raise SegsuiteError(f"--size {size!r} must look like 512x1024 (height x width in pixels)")
+    h, w = int(match.group(1)), int(match.group(2))
+    if h < 1 or w < 1 or h * w > 1 << 30:
+        raise SegsuiteError(f"--size {size}: height and width must be at least 1 and the image at most 2^30 pixels "
+                            "(what OpenCV decodes)")
+    return h, w
 
 
 def _video_fps(model: str, video: Path, device: str) -> None:

@@ -26,8 +26,10 @@ from segsuite.core.errors import InputFileError, SegsuiteError
 
 app = typer.Typer(help="Plugin authoring: create a package that adds a new domain.", no_args_is_help=True)
 
-NAME_RULE = re.compile(r"^[a-z][a-z0-9_-]*$")
-"""The rule ``Domain`` applies to its name (core/domain.py)."""
+NAME_RULE = re.compile(r"^[a-z](?:[a-z0-9_-]*[a-z0-9])?$")
+"""The rule ``Domain`` applies to its name (core/domain.py), ending in a letter or digit: the
+name also makes the distribution ``segsuite-NAME``, and a package name (PEP 508) cannot end
+in ``-`` or ``_``."""
 RESERVED = ("driving", "industrial", "medical", "satellite")
 """Built-in domains: a plugin reusing one of these names would be skipped at load time."""
 
@@ -36,7 +38,8 @@ def plugin_names(name: str) -> dict[str, str]:
     """The substitutions for ``name``; a one-line error when it is not a usable domain name."""
     if not NAME_RULE.match(name):
         raise SegsuiteError(f"plugin name {name!r}: use lower-case letters, digits, '-' or '_', starting with a letter "
-                            "(it becomes the domain name, e.g. 'microscopy' or 'road-marks')")
+                            "and ending in a letter or digit (it becomes the domain name and the package name "
+                            "segsuite-NAME, e.g. 'microscopy' or 'road-marks')")
     if name in RESERVED:
         raise SegsuiteError(f"plugin name {name!r}: a built-in domain already has this name; choose another")
     from segsuite.core import __version__

@@ -28,6 +28,7 @@ COMMON_HELP = {
     "device": "auto, cpu, cuda or cuda:N",
     "runtime": "torch, or onnx (ONNX Runtime on the CPU; --model must be a segsuite .onnx export)",
     "skip_existing": "Skip inputs whose outputs are all there already (resume an interrupted batch)",
+    "allow_domain_mismatch": "Run a model whose card names another domain than this command's (refused by default)",
 }
 
 
@@ -44,6 +45,7 @@ def _common_parameters() -> list[inspect.Parameter]:
         opt("device", str, "auto", "--device"),
         opt("runtime", str, "torch", "--runtime"),
         opt("skip_existing", bool, False, "--skip-existing"),
+        opt("allow_domain_mismatch", bool, False, "--allow-domain-mismatch"),
     ]
 
 
@@ -110,12 +112,13 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
         raise SegsuiteError(f"--runtime {params['runtime']!r}: choose torch or onnx")
     if params.get("runtime") == "onnx" and not str(model).lower().endswith(".onnx"):
         raise SegsuiteError(f"{model}: --runtime onnx needs an .onnx file; make one with `segsuite export --model {model}`")
-    card = card_of(model) if params.get("report") is not None else None
     name = dom.name if dom is not None else None
+    card = card_of(model)  # the model must suit the command before any input is read
+    card.check_domain(name, model, allow=bool(params.get("allow_domain_mismatch")))
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=Path(model), output=params.get("output"), options=options,
               device=params.get("device") or "auto", skip_existing=bool(params.get("skip_existing")),
               command=f"run {name}" if name else "run")
-    execute_job(job, report=params.get("report"), class_map=card.classes if card is not None else None,
+    execute_job(job, report=params.get("report"), class_map=card.classes if params.get("report") is not None else None,
                 title=f"segsuite run {name or ''}".strip(), debug=debug)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,22 @@ def sample(
     dom = domain(domain_name)
     if dom.synthetic is None:
         raise not_implemented("sample", f"a sample-data generator for the {dom.name} domain")
-    folder = dom.synthetic(output, seed)
-    folder = Path(folder)
-    images = [p for sub in ("images", "imagesTr") if (folder / sub).is_dir() for p in (folder / sub).iterdir()]
-    typer.echo(f"wrote {len(images)} labelled sample(s) for {dom.name} to {folder}")
+    folder = Path(dom.synthetic(output, seed))
+    typer.echo(f"wrote {written(dom, folder)} for {dom.name} to {folder}")
+
+
+def written(dom: Any, folder: Path) -> str:
+    """What the generator wrote, counted in the layout it wrote: the cases of a domain format
+    that lists them (a Decathlon folder), else image/mask pairs (``images/`` + ``masks/``), else
+    the files of the layout a domain format recognises (Cityscapes, CamVid: frames and labels)."""
+    detected = [(name, fmt) for name, fmt in dom.dataset_formats.items() if fmt.detect is not None and fmt.detect(folder)]
+    for _, fmt in detected:
+        if fmt.list_pairs is not None:
+            return f"{len(fmt.list_pairs(folder))} labelled sample(s)"
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        from segsuite.core.data.datasets import scan_pairs
+
+        return f"{len(scan_pairs(folder))} labelled sample(s)"
+    files = sum(1 for p in folder.rglob("*") if p.is_file())
+    layout = f" ({detected[0][0]} layout: images and their labels)" if detected else ""
+    return f"{files} file(s){layout}"

@@ -24,13 +24,17 @@ def split(
     manifest as --data/--val of `segsuite train`.
     """
     from segsuite.core.data.datasets import scan_pairs, write_manifest
-    from segsuite.core.data.split import kfold_pairs, split_pairs
+    from segsuite.core.data.split import check_folds, kfold_pairs, parse_ratios, split_pairs
 
+    if folds is not None:
+        check_folds(folds)
+    else:
+        parse_ratios(ratios)  # options first: nothing is scanned for a typo
     require_path(data, "dataset")
     pairs = _domain_pairs(data)
     if pairs is None:
         pairs = scan_pairs(data)
-    if folds:
+    if folds is not None:
         for i, fold in enumerate(kfold_pairs(pairs, folds, seed, group_by), start=1):
             for name, items in fold.items():
                 write_manifest(output / f"fold_{i}" / f"{name}.csv", items)

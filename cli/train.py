@@ -44,14 +44,12 @@ def train(
     or a manifest written by `segsuite split`.
     """
     from segsuite.core import tasks
+    from segsuite.core.errors import SegsuiteError
     from segsuite.core.models import parse_options
     from segsuite.core.models.registry import model_entry
-    from segsuite.core.trainer import TrainConfig, with_overrides
+    from segsuite.core.trainer import TrainConfig, check_config, with_overrides
 
     dom = domain(domain_name)
-    require_path(data, "training data (--data)")
-    if val is not None:
-        require_path(val, "validation data (--val)")
     base = TrainConfig.from_yaml(config) if config is not None else TrainConfig()
     if dom is not None:
         base = with_overrides(base, domain=dom.name)
@@ -64,13 +62,17 @@ def train(
         monitor=monitor, early_stopping=early_stopping, amp=amp, device=device, seed=seed, workers=workers, augment=augment,
         model_options={**base.model_options, **opts} if opts else None,
     )
-    cfg = tasks.with_patch(cfg, patch_size)
+    cfg = check_config(tasks.with_patch(cfg, patch_size))  # every number checked before any data is read
+    if cfg.patch_size is not None and len(cfg.patch_size) == 3 and (dom is None or dom.spatial_dims == 2):
+        # (a volume domain takes 2 sides too: a 2D network trained on slices)
+        raise SegsuiteError(f"--patch-size {','.join(map(str, cfg.patch_size))}: 2D images need 2 sides (H,W), e.g. 256,256")
+    require_path(data, "training data (--data)")
+    if val is not None:
+        require_path(val, "validation data (--val)")
     model_entry(cfg.model)
     class_map = tasks.resolve_classes(classes, dom)
     fmt = tasks.pick_format(dom, data, format)
     if dom is not None and dom.spatial_dims != 2 and fmt is None:
-        from segsuite.core.errors import SegsuiteError
-
         raise SegsuiteError(f"{data}: not a {dom.name} dataset this domain can read "
                             f"(formats: {', '.join(dom.dataset_formats) or 'none'}); see `segsuite sample {dom.name}`")
     if dom is not None and cfg.patch_size is None:

@@ -36,6 +36,13 @@ def measure_latency(spec: str, size: tuple[int, int], *, batch: int = 1, device:
     dev = resolve_device(device)
     model, runtime = _model(spec, dev, channels, classes)
     model = model.to(dev).eval()
+    from .infer import minimum_input_size
+
+    low = minimum_input_size(model)
+    if any(s < m for s, m in zip(size, low)):
+        raise SegsuiteError(f"--size {'x'.join(map(str, size))}: {getattr(model, 'arch', spec)} takes inputs of at "
+                            f"least {'x'.join(map(str, low))} px (segsuite run pads smaller images; a benchmark "
+                            "measures what it is given)")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
     if dtype is None:
         raise SegsuiteError(f"--precision {precision!r}: choose fp32, fp16 or bf16")

@@ -38,6 +38,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    input_stats: dict[str, Any] = field(default_factory=dict)
+    """Per-channel percentiles of the raw training inputs (see :mod:`segsuite.core.drift`); empty in older cards."""
     format_version: int = FORMAT_VERSION
 
     @property
@@ -45,15 +47,26 @@ class ModelCard:
         return ClassMap.from_dict(self.class_map, source="model card")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+        """The card as strict JSON (non-finite metrics become ``null``; unknown types their ``str``)."""
+        from .io import dumps
+
+        return dumps(asdict(self), fallback=str)
 
     @classmethod
     def from_json(cls, text: str, source: str) -> "ModelCard":
+        """Parse and check a stored card; every problem is one :class:`InputFileError` naming ``source``."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise InputFileError(f"{source}: model card is not valid JSON ({exc})") from None
-        version = int(data.get("format_version", 0))
+        if not isinstance(data, dict):
+            raise InputFileError(f"{source}: the model card is a JSON {_json_kind(data)}, not an object; "
+                                 "the checkpoint is damaged or was not written by segsuite")
+        try:
+            version = int(data.get("format_version", 0))
+        except (TypeError, ValueError):
+            raise InputFileError(f"{source}: the model card's format_version {data.get('format_version')!r} "
+                                 "is not a number") from None
         if version > FORMAT_VERSION:
             raise InputFileError(
                 f"{source}: checkpoint format {version} was written by a newer segsuite; "
@@ -61,9 +74,50 @@ class ModelCard:
             )
         known = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            card = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise InputFileError(f"{source}: incomplete model card ({exc})") from None
+        card.check(source)
+        return card
+
+    def check(self, source: str) -> None:
+        """Refuse a card that no network could match: sections of the wrong type, or a class
+        map with more or fewer names than the network has outputs."""
+        for key, kind in (("model", dict), ("class_map", dict), ("normalization", dict), ("thresholds", dict)):
+            if not isinstance(getattr(self, key), kind):
+                raise InputFileError(f"{source}: the model card's {key!r} is a JSON "
+                                     f"{_json_kind(getattr(self, key))}, not an object; the checkpoint is damaged")
+        model = self.model
+        for key in ("arch", "in_channels", "num_classes"):
+            if key not in model:
+                raise InputFileError(f"{source}: the model card does not name the network's {key}; "
+                                     "the checkpoint is damaged")
+        outputs = model["num_classes"]
+        if not isinstance(outputs, int) or isinstance(outputs, bool) or outputs < 1:
+            raise InputFileError(f"{source}: the model card's num_classes {outputs!r} is not a positive whole number")
+        names = self.class_map.get("names")
+        if not isinstance(names, list):
+            raise InputFileError(f"{source}: the model card's class map has no list of class names")
+        if len(names) != outputs:
+            raise InputFileError(f"{source}: the model card names {len(names)} class(es) but the network has {outputs} "
+                                 "output channel(s); the card does not belong to these weights (fix its class map "
+                                 "or retrain)")
+
+    def check_domain(self, expected: str | None, source: str | Path, *, allow: bool = False) -> None:
+        """Refuse a model trained for another domain than the command's (``allow`` overrides).
+
+        A card that names no domain fits every domain; so does ``expected=None`` (no domain).
+        """
+        if allow or expected is None or not self.domain or self.domain == expected:
+            return
+        raise InputFileError(f"{source}: a model for the {self.domain} domain, but this command is for {expected} "
+                             f"inputs; pass a model for {expected} with --model, or add --allow-domain-mismatch "
+                             "to run it anyway")
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 @dataclass
@@ -73,9 +127,26 @@ class Checkpoint:
     path: Path | None = None
 
     def build_model(self, registry: Any = None) -> torch.nn.Module:
+        """The card's architecture with these weights; a one-line :class:`InputFileError` naming the
+        checkpoint when the card cannot be built or a tensor is missing, extra or of another shape."""
+        from .errors import SegsuiteError
         from .models.registry import model_from_card
 
-        model = model_from_card(self.card.model, registry=registry)
+        try:
+            model = model_from_card(self.card.model, registry=registry)
+        except SegsuiteError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputFileError(f"{self.path}: the model card's architecture cannot be built "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+        expected = model.state_dict()
+        for name, tensor in self.state_dict.items():
+            want = expected.get(name)
+            if want is not None and tuple(want.shape) != tuple(tensor.shape):
+                raise InputFileError(
+                    f"{self.path}: tensor {name} has shape {list(tensor.shape)}, but architecture "
+                    f"{self.card.model.get('arch')!r} as the card describes it needs {list(want.shape)}; "
+                    "the weights and the card do not belong together")
         missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
         if missing or unexpected:
             raise InputFileError(

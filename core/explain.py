@@ -342,7 +342,8 @@ def explain_image(predictor: Any, item: Any, index: int, outputs: Mapping[str, P
     """
     import cv2
 
-    from .data.images import write_image
+    from .data.images import match_bit_depth, require_finite, write_image
+    from .infer import pad_to_minimum
     from .visualize import heat_overlay, heatmap
 
     t0 = time.perf_counter()
@@ -354,14 +355,26 @@ def explain_image(predictor: Any, item: Any, index: int, outputs: Mapping[str, P
     arr, crop = centre_crop(arr, max_size)
     nodata = getattr(getattr(item, "spatial", None), "nodata", None)
     valid_np = ~np.all(arr == nodata, axis=0) if nodata is not None else np.ones(arr.shape[1:], bool)
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr).all(axis=0)
+        if nodata is None:  # no nodata to put them in: refused, as everywhere (one line naming the count)
+            require_finite(arr, path, channel_axis=0)
+        elif not finite.all():  # a domain with nodata: NaN and infinity are nodata too
+            valid_np &= finite
+            arr = np.where(finite, arr, 0)
     if not valid_np.any():
         raise SegsuiteError(f"{path}: every pixel is nodata; nothing to explain")
-    if predictor.normalization.get("dtype") == "uint8" and arr.dtype == np.uint16:
-        arr = arr.astype(np.float32) * (255.0 / 65535.0)  # a 16-bit image for a model trained on 8-bit ones
+    arr = match_bit_depth(arr, predictor.normalization.get("dtype"))  # e.g. 12/16-bit for an 8-bit model
     x = predictor.prepare(arr.astype(np.float32)).to(predictor.device)
     valid = torch.from_numpy(valid_np)[None].to(predictor.device)
     x[:, :, ~valid[0]] = 0.0
+    # an image smaller than the network takes is explained padded (border replicated), then cropped back
+    x, back = pad_to_minimum(x, predictor.minimum_size)
+    if nodata is not None and back is not None:
+        valid = pad_to_minimum(valid[:, None].float(), predictor.minimum_size)[0][:, 0] > 0.5
     result = seg_grad_cam(predictor.model, x, index, layer=layer, valid=valid if nodata is not None else None)
+    if back is not None:
+        result.cam, result.labels = result.cam[(slice(None), *back)], result.labels[(slice(None), *back)]
     cam = result.cam[0].cpu().numpy().astype(np.float32)
     region = (result.labels[0].cpu().numpy() == index) & valid_np
     write_image(outputs["cam"], heatmap(cam, "jet"))

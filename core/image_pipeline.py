@@ -63,19 +63,21 @@ class ImagePipeline(BasePipeline):
 
     def run_one(self, source: Path, outputs: Mapping[str, Path], context: RunContext) -> dict[str, Any]:
         from . import uncertainty as unc
-        from .data.images import write_image
+        from .data.images import match_bit_depth, require_finite, write_image
         from .visualize import heatmap, overlay
 
         predictor = context.model
         classes = predictor.class_map
         method = context.options.get("uncertainty")
-        item = self.reader(source)
+        item = self.reader(source)  # a domain's reader may give floats: NaN and infinity are refused here too
+        array = match_bit_depth(require_finite(np.asarray(item.array), source, channel_axis=0),
+                                predictor.normalization.get("dtype"))
         umap = None
         if method:
-            probs, umap_t = predictor.probabilities_and_uncertainty(item.array, method)
+            probs, umap_t = predictor.probabilities_and_uncertainty(array, method)
             labels_t, umap = probs.argmax(1)[0], umap_t[0].cpu().numpy().astype(np.float32)
         else:
-            labels_t = predictor.predict(item.array)[0]
+            labels_t = predictor.predict(array)[0]
         labels = labels_t.cpu().numpy().astype(np.uint8 if classes.num_classes <= 256 else np.uint16)
         write_image(outputs["labels"], labels)
         write_image(outputs["color"], classes.colorize(labels))
@@ -87,6 +89,9 @@ class ImagePipeline(BasePipeline):
             "pixels": {n: int(c) for n, c in zip(classes.names, counts)},
             "fraction": {n: float(c) / labels.size for n, c in zip(classes.names, counts)},
         }
+        from .drift import check_input_drift  # input unlike the training data: one warning, a flag in the record
+
+        record.update(check_input_drift(getattr(predictor, "card", None), array, source, context.warn))
         if umap is not None:
             write_image(outputs["uncertainty_picture"], heatmap(umap))
             write_image(outputs["uncertainty"], umap)

@@ -9,6 +9,12 @@ output buffer and divided by the summed weights. Windows go through the network 
 batches, are written into the buffer with slicing (no per-window concatenation), and
 the Gaussian is cached per patch size and device.
 
+Inputs smaller than the network can take (:func:`minimum_input_size`: a U-Net with stride 8
+has a 1x1 bottleneck at 8x8 px, and instance normalisation needs more than one pixel) are
+padded at the far end by replicating their border and the outputs cropped back, so a 1x1
+image gets an answer instead of a shape error. Non-finite inputs and outputs (NaN, infinity)
+are refused: no label or probability is ever computed from them.
+
 The buffer may live on another device than the network (``accumulate_on="cpu"`` for a
 volume that does not fit on the GPU); on a CUDA out-of-memory error the predictor moves
 accumulation to the CPU and retries once. For rasters larger than memory the building
@@ -88,6 +94,44 @@ class SlidingWindow:
         return list(itertools.product(*per_axis))
 
 
+def minimum_input_size(model: nn.Module) -> tuple[int, ...]:
+    """The smallest spatial size ``model`` takes per axis.
+
+    Instance normalisation needs more than one pixel per channel, so a network that has it
+    needs two of its strides (its coarsest feature map then has 2 px per axis); so does a
+    network that cannot be inspected (an ONNX export). Other networks take any size (their
+    forward pads to the stride). 1 per axis when the network declares no ``stride``.
+    """
+    stride = int(getattr(model, "stride", 0) or 0)
+    dims = int(getattr(model, "spatial_dims", 2))
+    if stride <= 1:
+        return (1,) * dims
+    opaque = not any(True for _ in model.parameters())
+    if opaque or any(isinstance(m, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)) for m in model.modules()):
+        return (2 * stride,) * dims
+    return (1,) * dims
+
+
+def pad_to_minimum(x: torch.Tensor, minimum: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...] | None]:
+    """``x`` ``(N, C, *S)`` padded at the far end of each spatial axis (border replicated) to at
+    least ``minimum``, and the slices that crop a result back (``None`` when nothing was padded)."""
+    size = tuple(int(s) for s in x.shape[2:])
+    if all(s >= m for s, m in zip(size, minimum)):
+        return x, None
+    pads: list[int] = []
+    for s, m in zip(reversed(size), reversed(tuple(minimum))):
+        pads += [0, max(0, int(m) - s)]
+    # replicate needs float input; it also copes with a 1-pixel axis, which reflect cannot
+    return F.pad(x.float(), pads, mode="replicate"), tuple(slice(0, s) for s in size)
+
+
+def non_finite_count(x: torch.Tensor) -> int:
+    """How many values of ``x`` are NaN or infinite (0 for integer tensors)."""
+    if not torch.is_floating_point(x):
+        return 0
+    return int((~torch.isfinite(x)).sum())
+
+
 class Predictor:
     """Runs a segmentation model on raw images or volumes.
 
@@ -115,7 +159,7 @@ class Predictor:
         if str(path).lower().endswith(".onnx"):  # exported by `segsuite export`: run with ONNX Runtime
             from .export import OnnxSegmentationModel
 
-            model = OnnxSegmentationModel(path)
+            model = OnnxSegmentationModel(path)  # its card was checked when it was read
             card = model.card
             device = "cpu"
         else:
@@ -136,6 +180,10 @@ class Predictor:
         if x.ndim != self.spatial_dims + 2:
             raise SegsuiteError(f"expected a {self.spatial_dims}D image with channels, got shape {tuple(x.shape)}")
         x = x.float()
+        bad = non_finite_count(x)
+        if bad:
+            raise SegsuiteError(f"the input has {bad} non-finite value(s) (NaN or infinity) of {x.numel()}; "
+                                "replace them (e.g. with a valid value or the data's nodata) and run again")
         if self.normalization.get("kind") == "zscore":
             shape = (1, -1) + (1,) * self.spatial_dims
             mean = torch.as_tensor(self.normalization["mean"], dtype=torch.float32).view(shape)
@@ -155,7 +203,7 @@ class Predictor:
     @torch.no_grad()
     def window_logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of windows (already normalised), averaged over flips when TTA is on."""
-        batch = batch.to(self.device, non_blocking=True)
+        batch, crop = pad_to_minimum(batch.to(self.device, non_blocking=True), self.minimum_size)
         flips = self._flips()
         out = None
         for axes in flips:
@@ -166,20 +214,35 @@ class Predictor:
             y = y.flip(axes) if axes else y
             out = y if out is None else out + y
         assert out is not None
-        return out / len(flips) if len(flips) > 1 else out
+        out = out / len(flips) if len(flips) > 1 else out
+        return out[(slice(None), slice(None), *crop)] if crop is not None else out
+
+    @property
+    def minimum_size(self) -> tuple[int, ...]:
+        """The smallest spatial input the network takes per axis (smaller ones are padded)."""
+        if getattr(self, "_minimum_size", None) is None:
+            self._minimum_size = minimum_input_size(self.model)
+        return self._minimum_size
+
+    def _check_output(self, out: torch.Tensor) -> torch.Tensor:
+        bad = non_finite_count(out)
+        if bad:
+            raise SegsuiteError(f"the model produced {bad} non-finite value(s) (NaN or infinity) for this input; "
+                                "its weights may be damaged, or reduced precision overflowed (try --device cpu)")
+        return out
 
     @torch.no_grad()
     def logits(self, image: Any, *, normalized: bool = False) -> torch.Tensor:
         x = image if normalized else self.prepare(image)
         if self.window is None:
-            return self.window_logits(x).to(self.accumulate_on)
+            return self._check_output(self.window_logits(x).to(self.accumulate_on))
         try:
-            return self._sliding(x, self.accumulate_on)
+            return self._check_output(self._sliding(x, self.accumulate_on))
         except torch.cuda.OutOfMemoryError:
             if self.accumulate_on.type != "cuda":
                 raise
             torch.cuda.empty_cache()
-            return self._sliding(x, torch.device("cpu"))
+            return self._check_output(self._sliding(x, torch.device("cpu")))
 
     def _sliding(self, x: torch.Tensor, acc: torch.device, per_window: Any = None) -> torch.Tensor:
         """Blend ``per_window(batch) -> (B, K, *patch)`` (default: :meth:`window_logits`) over the image."""
@@ -239,14 +302,17 @@ class Predictor:
         normalised windows, for ``method`` ``"tta"`` (all flips) or ``"mcdropout"`` (``samples`` passes
         with dropout on). ``flip_axes``: the spatial axes TTA flips (0-based; default all). Streaming
         callers blend both with the importance map, like logits."""
-        batch = batch.to(self.device, non_blocking=True)
+        batch, crop = pad_to_minimum(batch.to(self.device, non_blocking=True), self.minimum_size)
         if method == "tta":
             spread = tta_spread(self._forward, batch, self.spatial_dims, flip_axes)
         elif method == "mcdropout":
             spread = mc_dropout_spread(self._forward, self.model, batch, samples)
         else:
             raise SegsuiteError(f"window uncertainty is tta or mcdropout, not {method!r} (entropy comes from the logits)")
-        return spread.mean_logits(), spread.variance()
+        logits, variance = spread.mean_logits(), spread.variance()
+        if crop is not None:
+            logits, variance = logits[(slice(None), slice(None), *crop)], variance[(slice(None), *crop)]
+        return logits, variance
 
     @torch.no_grad()
     def probabilities_and_uncertainty(self, image: Any, method: str = "entropy", *, normalized: bool = False,
@@ -281,4 +347,5 @@ class Predictor:
                         raise
                     torch.cuda.empty_cache()
                     out = self._sliding(x, torch.device("cpu"), per_window)
+        self._check_output(out)
         return out[:, :-1].softmax(1), out[:, -1]

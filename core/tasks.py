@@ -62,10 +62,11 @@ def train(data: str | Path, classes: ClassMap, output: str | Path, config: Any, 
         # recorded so that inference can bring e.g. 16-bit inputs to the range the model learned
         norm_card["dtype"] = str(read_image(pairs[0].image).array.dtype)
     first = train_set[0]
-    log(f"training {config.model} on {n_train} samples ({n_val} for validation), "
-        f"{classes.num_classes} classes, {int(first['image'].shape[0])} channel(s), device {config.device}")
     trainer = Trainer(config, train_set, val_set, classes, output, normalization=norm_card,
                       in_channels=int(first["image"].shape[0]), spatial_dims=int(getattr(train_set, "spatial_dims", 2)), log=log, registry=registry)
+    # said once the trainer has accepted the settings (a refused one is then the only line)
+    log(f"training {config.model} on {n_train} samples ({n_val} for validation), "
+        f"{classes.num_classes} classes, {int(first['image'].shape[0])} channel(s), device {trainer.device}")
     return trainer.fit(resume=resume)
 
 
@@ -180,10 +181,13 @@ def resolve_classes(spec: str | None, domain: Any = None) -> ClassMap:
 
 
 def with_patch(config: Any, patch: str | None) -> Any:
+    """``config`` with ``--patch-size`` (``"256,256"``, ``"256x256"`` or ``"96,96,96"``) applied;
+    anything but 2 or 3 positive whole numbers is a one-line error."""
     if patch is None:
         return config
-    try:
-        size = tuple(int(v) for v in patch.replace("x", ",").split(","))
-    except ValueError:
-        raise SegsuiteError(f"--patch-size {patch!r} must look like 256,256") from None
-    return replace(config, patch_size=size)
+    from .trainer import check_patch_size
+
+    parts = [v.strip() for v in patch.lower().replace("x", ",").split(",")]
+    if not all(v.isdigit() for v in parts):
+        raise SegsuiteError(f"--patch-size {patch!r}: give 2 (H,W) or 3 (D,H,W) whole numbers, e.g. 256,256")
+    return replace(config, patch_size=check_patch_size(parts))

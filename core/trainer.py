@@ -74,9 +74,9 @@ class TrainConfig:
         if unknown:
             raise SegsuiteError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         data = dict(data)
-        if data.get("patch_size") is not None:
-            data["patch_size"] = tuple(int(v) for v in data["patch_size"])
-        return cls(**data)
+        if isinstance(data.get("patch_size"), list):
+            data["patch_size"] = tuple(data["patch_size"])
+        return check_config(cls(**data))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
@@ -97,12 +97,111 @@ class TrainConfig:
         return cls.from_mapping(data, str(path))
 
 
+_CHOICES = {"optimizer": ("adamw", "sgd"), "schedule": ("poly", "cosine", "constant"),
+            "class_weights": ("none", "inverse", "median"), "amp": ("auto", "bf16", "fp16", "off")}
+# setting -> (type, smallest value, whether the smallest value itself is refused); None is "not set"
+_BOUNDS: dict[str, tuple[type, float, bool]] = {
+    "epochs": (int, 1, False), "batch_size": (int, 1, False), "lr": (float, 0, True), "weight_decay": (float, 0, False),
+    "warmup_epochs": (float, 0, False), "foreground_crop": (float, 0, False), "freeze_encoder_epochs": (int, 0, False),
+    "grad_clip": (float, 0, True), "early_stopping": (int, 1, False), "seed": (int, 0, False), "workers": (int, 0, False),
+    "val_every": (int, 1, False),
+}
+
+
+def check_config(cfg: TrainConfig, *, allow_frozen: bool = False) -> TrainConfig:
+    """``cfg`` if every value is usable, else a one-line :class:`SegsuiteError` naming the setting.
+
+    Called on the command line's values (and a ``--config`` file's) before any data is read or
+    any folder is made; without it ``--epochs 0`` "succeeds" without writing a checkpoint and
+    ``--lr -1`` fails deep inside the optimiser. Numbers written as text in YAML (``1e-3`` is a
+    string to YAML 1.1) are converted. ``allow_frozen`` lets ``lr`` be 0 (a run that changes no
+    weight: a baseline from Python, never what a command line means).
+    """
+    from .devices import parse_device
+
+    changes: dict[str, Any] = {}
+    for name, (kind, low, strict) in _BOUNDS.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        number = _number(value, kind)
+        if number is None:
+            raise SegsuiteError(f"{flag} {value!r}: must be {'a whole number' if kind is int else 'a number'}")
+        if name == "lr" and allow_frozen:
+            strict = False
+        if (number <= low) if strict else (number < low):
+            shown = f"{value:g}" if isinstance(value, float) else value  # --lr -1, not -1.0
+            raise SegsuiteError(f"{flag} {shown}: must be {'greater than' if strict else 'at least'} {low:g}")
+        if number != value or type(number) is not type(value):
+            changes[name] = number
+    if cfg.foreground_crop is not None and float(cfg.foreground_crop) > 1:
+        raise SegsuiteError(f"--foreground-crop {cfg.foreground_crop}: must be a share between 0 and 1")
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise SegsuiteError(f"--{name.replace('_', '-')} {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
+    if cfg.patch_size is not None:
+        changes["patch_size"] = check_patch_size(cfg.patch_size)
+    changes["device"] = parse_device(cfg.device)
+    return replace(cfg, **changes)
+
+
+def check_patch_size(size: Any) -> tuple[int, ...]:
+    """A training crop ``(H, W)`` or ``(D, H, W)`` of positive whole numbers, or a one-line error."""
+    text = ",".join(map(str, size)) if isinstance(size, (list, tuple)) else str(size)
+    values = tuple(_number(v, int) for v in size) if isinstance(size, (list, tuple)) else (None,)
+    if not 2 <= len(values) <= 3 or any(v is None for v in values):
+        raise SegsuiteError(f"--patch-size {text}: give 2 (H,W) or 3 (D,H,W) whole numbers, e.g. 256,256")
+    if min(values) < 1:
+        raise SegsuiteError(f"--patch-size {text}: every side must be at least 1 pixel")
+    return values
+
+
+def _number(value: Any, kind: type) -> int | float | None:
+    """``value`` as a finite int/float, or None when it is not one (bools are not numbers here)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    if kind is int:
+        if isinstance(value, str):
+            return int(value) if value.strip().lstrip("+-").isdigit() else None
+        return int(number) if number == int(number) else None
+    return number
+
+
+def _check_patch_against(model: nn.Module, patch: Sequence[int], name: str) -> None:
+    """A crop smaller than one cell of the deepest feature map is refused in one line; with
+    instance normalisation (which needs more than one value per channel) the deepest map must
+    keep at least 2 cells per side."""
+    stride = int(getattr(model, "stride", 1))
+    instance_norm = any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in model.modules())
+    smallest = stride * (2 if instance_norm else 1)
+    if min(patch) < smallest:
+        raise SegsuiteError(f"--patch-size {','.join(map(str, patch))}: {name} downsamples by {stride}; "
+                            f"give at least {smallest} pixels per side")
+
+
 def resolve_device(name: str) -> torch.device:
+    """The torch device for a ``--device`` string (checked by :func:`~segsuite.core.devices.parse_device`);
+    a GPU that is not there is a one-line error, not torch's traceback."""
+    from .devices import parse_device
+
+    name = parse_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SegsuiteError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise SegsuiteError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                            f"numbered from 0; use --device cuda:0")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SegsuiteError(f"--device {name}: Apple's MPS backend is not available here; use --device cpu")
     return dev
 
 
@@ -184,7 +283,7 @@ class Trainer:
                  *, model: nn.Module | None = None, normalization: dict[str, Any] | None = None,
                  in_channels: int | None = None, spatial_dims: int = 2, log: Callable[[str], None] | None = None,
                  registry: Any = None) -> None:
-        self.cfg = config
+        self.cfg = config = check_config(config, allow_frozen=True)
         self.train_set, self.val_set = train_set, val_set
         self.class_map = class_map
         self.output = Path(output)
@@ -205,11 +304,14 @@ class Trainer:
                                 pretrained=config.pretrained, registry=registry, **config.model_options)
             if config.pretrained and self.rank == 0:
                 self.log(f"pretrained: {model.pretrained_report.summary()}")
+        if config.patch_size is not None:
+            _check_patch_against(model, config.patch_size, config.model)
         self.model = model.to(self.device)
         if config.channels_last and spatial_dims == 2:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.spatial_dims = spatial_dims
         self.amp = amp_dtype(config.amp, self.device)
+        self.input_stats: dict[str, Any] | None = None  # raw-input percentiles for the card, see fit
 
     # -- set-up ---------------------------------------------------------------------
     def _init_distributed(self) -> None:
@@ -249,11 +351,17 @@ class Trainer:
         model = self.model.module if hasattr(self.model, "module") else self.model
         return ModelCard(model=model.card(), class_map=self.class_map.to_dict(), normalization=self.normalization,
                          patch_size=list(self.cfg.patch_size) if self.cfg.patch_size else None, domain=self.cfg.domain,
-                         segsuite_version=__version__, training=asdict(self.cfg), metrics=metrics or {})
+                         segsuite_version=__version__, training=asdict(self.cfg), metrics=metrics or {},
+                         input_stats=self.input_stats or {})
 
     # -- the loop -------------------------------------------------------------------
     def fit(self, resume: str | Path | None = None) -> FitResult:
         cfg = self.cfg
+        if self.input_stats is None and self.rank == 0:  # for the drift check at run time (segsuite.core.drift)
+            from .drift import training_input_stats
+
+            stats = training_input_stats(self.train_set, self.normalization, self.class_map.ignore_index, seed=cfg.seed)
+            self.input_stats = stats.to_dict() if stats is not None else {}
         _seed_everything(cfg.seed)
         self.output.mkdir(parents=True, exist_ok=True)
         model = self.model

@@ -9,6 +9,7 @@ furthest below its target share, which keeps the ratios close even with uneven g
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -22,14 +23,26 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def parse_ratios(text: str | Sequence[float]) -> tuple[float, ...]:
+    """``"0.7,0.15,0.15"`` -> shares of train, val (and test) that sum to 1; a one-line error for
+    anything else (not numbers, NaN or infinity, negative, more than three, all zero)."""
+    shown = text if isinstance(text, str) else ",".join(map(str, text))
     try:
         vals = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
-        raise SegsuiteError(f"ratios {text!r} must be numbers like 0.7,0.15,0.15") from None
-    if not 1 <= len(vals) <= 3 or any(v < 0 for v in vals) or sum(vals) <= 0:
-        raise SegsuiteError(f"ratios {text!r}: give up to three non-negative fractions (train,val,test)")
+    except (TypeError, ValueError):
+        raise SegsuiteError(f"--ratios {shown}: must be numbers like 0.7,0.15,0.15") from None
+    if not 1 <= len(vals) <= 3 or not all(math.isfinite(v) and v >= 0 for v in vals) or sum(vals) <= 0:
+        raise SegsuiteError(f"--ratios {shown}: give up to three non-negative fractions (train,val,test) "
+                            "that are not all zero, e.g. 0.7,0.15,0.15")
     total = sum(vals)
     return tuple(v / total for v in vals)
+
+
+def check_folds(folds: int) -> int:
+    """``folds`` when it can make a cross-validation (at least 2 folds), else a one-line error."""
+    if folds < 2:
+        raise SegsuiteError(f"--folds {folds}: cross-validation needs at least 2 folds (or leave --folds out "
+                            "for a train/val/test split)")
+    return folds
 
 
 def group_pairs(pairs: Sequence[Pair], group_by: str | None = None) -> "OrderedDict[str, list[Pair]]":
@@ -82,9 +95,8 @@ def split_pairs(pairs: Sequence[Pair], ratios: Sequence[float] = (0.7, 0.15, 0.1
 
 
 def kfold_pairs(pairs: Sequence[Pair], folds: int, seed: int = 0, group_by: str | None = None) -> list[dict[str, list[Pair]]]:
+    check_folds(folds)
     groups = group_pairs(pairs, group_by)
-    if folds < 2:
-        raise SegsuiteError(f"--folds must be at least 2, got {folds}")
     if len(groups) < folds:
         raise SegsuiteError(f"{len(groups)} group(s) cannot make {folds} folds")
     buckets: list[list[Pair]] = [[] for _ in range(folds)]

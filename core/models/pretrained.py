@@ -12,6 +12,7 @@ Nothing is downloaded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,17 +58,30 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise InputFileError(f"{path}: not a readable safetensors file ({exc})") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for foreign objects, RuntimeError for junk
-        msg = str(exc).split("\n")[0]
-        raise InputFileError(
-            f"{path}: refused to load; only plain tensors are accepted, no pickled code ({type(exc).__name__}: {msg[:160]})"
-        ) from None
+    except Exception as exc:  # UnpicklingError for foreign objects, RuntimeError/struct.error for junk
+        raise InputFileError(f"{path}: refused to load; {why_not_loaded(exc)}") from None
     for key in ("state_dict", "model", "model_state", "weights"):  # common wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputFileError(f"{path}: does not contain a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}  # DDP-saved files
+
+
+def why_not_loaded(exc: BaseException) -> str:
+    """One complete sentence for a failed ``torch.load(weights_only=True)``.
+
+    torch's message is a page of advice (how to turn the safety off) whose first line stops at
+    "you have two options,"; what matters is the object it refused, named further down.
+    """
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if refused:
+        return (f"it holds a pickled Python object ({refused.group(1)}), and only plain tensors are accepted "
+                "because unpickling can run code; save the weights as a state dict of tensors or as safetensors")
+    if "weights only load failed" in str(exc).lower():
+        return ("it holds pickled Python objects, and only plain tensors are accepted because unpickling can run "
+                "code; save the weights as a state dict of tensors or as safetensors")
+    return f"not a PyTorch weights file ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
 
 
 def _prefixes(keys: list[str], depth: int) -> set[str]:

@@ -80,6 +80,12 @@ class DrivingPipeline(BasePipeline):
         return outs
 
     def run_one(self, source: Path, outputs: Mapping[str, Path], context: RunContext) -> dict[str, Any]:
+        from segsuite.core.drift import watch_input  # the first frame the model gets, against its training data
+
+        with watch_input(context.model, source, context.warn) as drift:
+            return {**self._segment(source, outputs, context), **drift.fields}
+
+    def _segment(self, source: Path, outputs: Mapping[str, Path], context: RunContext) -> dict[str, Any]:
         options = context.options
         if is_video(source):
             if options.get("uncertainty"):

@@ -59,14 +59,16 @@ def segment_image(predictor: Any, path: Path, outputs: Mapping[str, Path], label
     ``uncertainty`` ``"uncertainty"`` (fixed 0..1 scale); returns the frame's record (size,
     drivable share, objects). Street scenes have an up and a down, so TTA flips them
     left-right only (2 passes)."""
-    from segsuite.core.data.images import read_image, write_image
+    from segsuite.core.data.images import match_bit_depth, read_image, write_image
     from segsuite.core.uncertainty import summary as uncertainty_summary
     from segsuite.core.visualize import heatmap, overlay
 
     t0 = time.perf_counter()
     cm = predictor.class_map
-    item = read_image(path)
-    arr = item.array[:3] if item.array.shape[0] >= 3 else np.repeat(item.array, 3, axis=0)
+    item = read_image(path)  # refuses non-finite pixels and headers that claim too much
+    # colour without alpha; grey (with or without alpha) repeated into three channels
+    arr = item.array[:3] if item.array.shape[0] >= 3 else np.repeat(item.array[:1], 3, axis=0)
+    arr = match_bit_depth(arr, predictor.normalization.get("dtype"))
     umap = None
     if uncertainty:
         probs, u = predictor.probabilities_and_uncertainty(arr, uncertainty, flip_axes=HORIZONTAL_FLIP)

@@ -49,8 +49,11 @@ def settings(card: Any, options: InspectOptions) -> tuple[float, int]:
 
 
 def to_model_channels(array: np.ndarray, channels: int, card: Any) -> np.ndarray:
-    """Grey <-> colour and 16 -> 8 bit as the model was trained (recorded in its card)."""
+    """Grey <-> colour and 16 -> 8 bit as the model was trained (recorded in its card); 12-bit data
+    in a 16-bit file is scaled as 12-bit (see :func:`segsuite.core.data.images.to_8bit_range`)."""
     import cv2
+
+    from segsuite.core.data.images import match_bit_depth
 
     arr = np.asarray(array)
     if arr.shape[0] != channels:
@@ -62,9 +65,7 @@ def to_model_channels(array: np.ndarray, channels: int, card: Any) -> np.ndarray
         else:
             raise SegsuiteError(f"the model takes {channels} channel(s); this image has {arr.shape[0]}")
     trained = (card.normalization or {}).get("dtype") if card is not None else None
-    if trained == "uint8" and arr.dtype == np.uint16:
-        arr = arr.astype(np.float32) * (255.0 / 65535.0)
-    return arr
+    return match_bit_depth(arr, trained)
 
 
 def _native_window(predictor: Any, array: np.ndarray, options: InspectOptions) -> None:

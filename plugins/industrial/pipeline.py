@@ -108,6 +108,9 @@ class InspectionPipeline(BasePipeline):
             "threshold": inspector.threshold, "min_area_px": inspector.min_area, "size": list(labels.shape),
             "max_defect_probability": round(float(p_defect.max()), 4),
         }
+        from segsuite.core.drift import check_input_drift  # a part unlike the training data: one warning, a flag
+
+        record.update(check_input_drift(predictor.card, arr, source, context.warn))
         if umap is not None:
             write_image(outputs["uncertainty"], uncertainty_heatmap(umap))
             record["uncertainty"] = {"method": method, **uncertainty_summary(umap)}

@@ -165,10 +165,11 @@ def _nnunet_v2(root: Path, info: dict[str, Any]) -> list[Case]:
 
 
 def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """``(image (C, X, Y, Z) float32, labels (X, Y, Z) or None, affine)`` with the consistency checks."""
-    import nibabel as nib
-
+    """``(image (C, X, Y, Z) float32, labels (X, Y, Z) or None, affine)`` with the consistency checks:
+    every file's header (:func:`.io.open_nifti`), finite and varying intensities, labels on the
+    image's grid with known integer ids."""
     from .io import read_nifti
+    from .run import check_intensities
 
     items = [read_nifti(p) for p in case.images]
     arrays = [it.array for it in items]
@@ -179,18 +180,14 @@ def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, 
     image = np.concatenate(arrays).astype(np.float32)
     if not np.isfinite(image).all():
         raise InputFileError(f"{case.images[0]}: {int((~np.isfinite(image)).sum())} voxels are NaN or infinite")
+    check_intensities(image, case.images[0])  # a blank case teaches (or scores) only the model's bias
     labels = None
     if case.label is not None:
-        try:
-            lab_img = nib.load(str(case.label))
-            lab = np.asanyarray(lab_img.dataobj)
-        except Exception as exc:  # nibabel raises several unrelated types for bad files
-            raise InputFileError(f"{case.label}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
-        if lab.ndim == 4 and lab.shape[-1] == 1:
-            lab = lab[..., 0]
+        lab_item = read_nifti(case.label)
+        lab = lab_item.array[0] if lab_item.array.shape[0] == 1 else np.moveaxis(lab_item.array, 0, -1)
         if lab.shape != image.shape[1:]:
             raise InputFileError(f"{case.label}: label shape {lab.shape} differs from its image's {image.shape[1:]}")
-        diff = float(np.abs(lab_img.affine - affine).max())
+        diff = float(np.abs(lab_item.spatial.affine_array() - affine).max())
         if diff > 1e-3 * max(1.0, float(voxel_sizes(affine).min())):
             raise InputFileError(f"{case.label}: label affine differs from its image's (max difference {diff:.4g} mm); "
                                  "the label is not on the image's grid")
@@ -209,16 +206,12 @@ def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, 
 
 def median_spacing(cases: list[Case], orientation: str = "RAS") -> tuple[float, float, float]:
     """Per canonical axis, the median voxel size of the cases (nnU-Net's choice of target spacing)."""
-    import nibabel as nib
-
+    from .io import open_nifti
     from .preprocess import canonical_transform, canonical_voxel_sizes
 
     sizes = []
     for case in cases:
-        try:
-            affine = nib.load(str(case.images[0])).affine
-        except Exception as exc:
-            raise InputFileError(f"{case.images[0]}: not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+        affine = open_nifti(case.images[0]).affine  # the header only, checked as every reader checks it
         sizes.append(canonical_voxel_sizes(affine, canonical_transform(affine, orientation)))
     med = np.median(np.stack(sizes), axis=0)
     return tuple(round(float(s), 3) for s in med)

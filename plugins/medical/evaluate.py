@@ -32,7 +32,7 @@ def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, devic
     from .dataset import load_case, scan_cases
     from .metrics import case_metrics
     from .preprocess import voxel_sizes
-    from .run import VolumeModel
+    from .run import VolumeModel, check_intensities
 
     model = VolumeModel.load(checkpoint, device)
     classes = model.predictor.class_map
@@ -44,6 +44,7 @@ def evaluate_volumes(checkpoint: Path, data: Path, output: Path | None, *, devic
             from segsuite.core.errors import InputFileError
 
             raise InputFileError(f"{case.images[0]}: {image.shape[0]} channel(s), the model takes {model.predictor.model.in_channels}")
+        check_intensities(image, case.images[0], model.prep)  # outside the CT window: no score from the bias
         pred = model.predict(image, affine)[0]
         spacing = tuple(float(s) for s in voxel_sizes(affine))
         cm.update(torch.from_numpy(pred)[None], torch.from_numpy(ref)[None])

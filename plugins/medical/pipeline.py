@@ -14,7 +14,9 @@ to its Domain while the plugins are discovered, and ``segsuite --help`` must sta
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,32 @@ OPTIONS = (
     RunOption("fast", bool, False, help="Speed preset: no TTA, 25% window overlap instead of 50%"),
     UNCERTAINTY,
 )
+
+
+def format_ml(volume_ml: float) -> str:
+    """A volume for the console: one decimal from 1 mL up, two significant digits below (a 0.05 mL
+    component must not read "0.0 mL", which says "nothing there"), and "0 mL" only for nothing."""
+    if volume_ml == 0:
+        return "0 mL"
+    if abs(volume_ml) >= 1:
+        return f"{volume_ml:.1f} mL"
+    return f"{float(f'{volume_ml:.2g}'):g} mL"  # :g keeps 0.00012 short, and never rounds a component to zero
+
+
+@contextmanager
+def warnings_to(context: RunContext) -> Iterator[None]:
+    """Hand the medical reader's warnings (:class:`~.io.NiftiWarning`) to the job's console, one line each,
+    after the input succeeded; a failed input says only its error."""
+    from .io import NiftiWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NiftiWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, NiftiWarning):
+            context.warn(str(w.message))
+        else:  # not ours: shown as Python would have shown it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _volume_stem(name: str) -> str:
@@ -88,12 +116,13 @@ class VolumePipeline(BasePipeline):
     def run_one(self, source: Path, outputs: Mapping[str, Path], context: RunContext) -> dict[str, Any]:
         from .run import segment_volume
 
-        return segment_volume(context.model, source, outputs, context.options)
+        with warnings_to(context):
+            return segment_volume(context.model, source, outputs, context.options)
 
     def describe(self, record: Mapping[str, Any]) -> str:
         labels = Path(record.get("outputs", {}).get("labels", ""))
         return f"{Path(record['input']).name} -> {labels.name}: " + ", ".join(
-            f"{n} {v['volume_ml']:.1f} mL ({v['components']} part(s))" for n, v in record["classes"].items())
+            f"{n} {format_ml(v['volume_ml'])} ({v['components']} part(s))" for n, v in record["classes"].items())
 
     def report_section(self, records: Sequence[Mapping[str, Any]], class_map: "ClassMap",
                        report_dir: Path) -> "ReportSection":
@@ -165,7 +194,8 @@ class VolumeExplainPipeline(BasePipeline):
 
         model = context.model
         index = class_index(model.predictor.class_map, self.class_name)
-        return explain_volume(model, source, outputs["cam"], index, layer=self.layer)
+        with warnings_to(context):
+            return explain_volume(model, source, outputs["cam"], index, layer=self.layer)
 
     def describe(self, record: Mapping[str, Any]) -> str:
         cam = Path(record.get("outputs", {}).get("cam", ""))

@@ -131,6 +131,21 @@ def resample(volume: Any, shape: tuple[int, ...], mode: str = "trilinear") -> An
     return F.interpolate(volume[None].float(), size=shape, mode=mode, align_corners=False)[0]
 
 
+def grid_shapes(shape: tuple[int, ...], affine: np.ndarray, prep: Preprocessing,
+                transform: np.ndarray | None = None) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """``(canonical shape, model-grid shape)`` of a volume of spatial ``shape`` with ``affine``: known from
+    the header alone, so memory can be planned before any voxel is read."""
+    tf = canonical_transform(affine, prep.orientation) if transform is None else transform
+    canon = [0, 0, 0]
+    for axis, (dst, _flip) in enumerate(tf):
+        canon[int(dst)] = int(shape[axis])
+    canon_shape = tuple(canon)
+    if prep.spacing is None:
+        return canon_shape, canon_shape  # type: ignore[return-value]
+    spacing = canonical_voxel_sizes(affine, tf)
+    return canon_shape, tuple(max(1, int(round(n * s / t))) for n, s, t in zip(canon_shape, spacing, prep.spacing))  # type: ignore[return-value]
+
+
 def to_model_grid(volume: np.ndarray, affine: np.ndarray, prep: Preprocessing, *,
                   labels: np.ndarray | None = None) -> tuple[Any, Any, Grid]:
     """``(image tensor (C, *model grid), label tensor or None, Grid)`` for a ``(C, X, Y, Z)`` raw volume."""
@@ -138,12 +153,7 @@ def to_model_grid(volume: np.ndarray, affine: np.ndarray, prep: Preprocessing, *
 
     tf = canonical_transform(affine, prep.orientation)
     canon = reorient(volume, tf)
-    spacing = canonical_voxel_sizes(affine, tf)
-    canon_shape = tuple(int(s) for s in canon.shape[1:])
-    if prep.spacing is None:
-        model_shape = canon_shape
-    else:
-        model_shape = tuple(max(1, int(round(n * s / t))) for n, s, t in zip(canon_shape, spacing, prep.spacing))
+    canon_shape, model_shape = grid_shapes(volume.shape[1:], affine, prep, tf)
     image = resample(torch.from_numpy(prep.normalize(canon, inplace=True)), model_shape)  # canon is our own copy
     lab = None
     if labels is not None:

@@ -23,14 +23,21 @@ SLICE_SIDE = 220  # pixels on the long side of each slice picture
 
 
 def _canonical(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """The first volume of a NIfTI file reoriented to RAS (array ``(X, Y, Z)``) and its voxel size in mm."""
+    """The first volume of a NIfTI file reoriented to RAS (array ``(X, Y, Z)``) and its voxel size in mm,
+    with the geometry the run used (:func:`.io.open_nifti`: a broken sform gives way to the qform)."""
     import nibabel as nib
 
-    img = nib.as_closest_canonical(nib.load(str(path)))
-    data = np.asanyarray(img.dataobj)
+    from .io import library_messages, open_nifti
+    from .preprocess import canonical_transform, canonical_voxel_sizes
+
+    with library_messages():  # the run already said what nibabel has to say about these files
+        nifti = open_nifti(path)
+        data = np.asanyarray(nifti.image.dataobj)
     if data.ndim == 4:
         data = data[..., 0]
-    return np.asarray(data), tuple(float(z) for z in img.header.get_zooms()[:3])
+    transform = canonical_transform(nifti.affine)
+    canon = nib.orientations.apply_orientation(data, transform)
+    return np.asarray(canon), canonical_voxel_sizes(nifti.affine, transform)  # type: ignore[return-value]
 
 
 def _views(volume: np.ndarray, zooms: tuple[float, float, float], centre: tuple[int, int, int]) -> list[tuple[np.ndarray, float]]:

@@ -97,31 +97,88 @@ class VolumeModel:
                                 "mirroring TTA needs a model trained with mirroring along every axis it sees")
 
 
-def check_volume(item: Any, in_channels: int) -> np.ndarray:
-    """The item's array as float32 after the checks every medical input gets."""
+def check_volume(item: Any, in_channels: int, prep: Any = None) -> np.ndarray:
+    """The item's array as float32 after the checks every medical input gets: the channel count,
+    finite values (after the cast: a huge scale factor overflows float32) and intensities that vary
+    (:func:`check_intensities`)."""
     path, arr = item.source, item.array
-    if 0 in arr.shape:
-        raise InputFileError(f"{path}: a dimension has size 0 {tuple(arr.shape[1:])}")
     if arr.shape[0] != in_channels:
         raise InputFileError(
             f"{path}: {arr.shape[0]} volume(s) along the 4th dimension but the model takes {in_channels} "
             "channel(s); a 4D file is read as channels (e.g. MRI sequences), so split time series first"
         )
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise InputFileError(f"{path}: {int((~np.isfinite(arr)).sum())} voxels are NaN or infinite")
-    return arr.astype(np.float32)
+    image = arr.astype(np.float32)
+    finite = np.isfinite(image)
+    if not finite.all():
+        raise InputFileError(f"{path}: {int(finite.size - np.count_nonzero(finite))} voxels are NaN or infinite; "
+                             "segsuite does not guess values for them: fill them (e.g. with the background value) "
+                             "and run it again")
+    check_intensities(image, path, prep)
+    return image
+
+
+def check_intensities(image: np.ndarray, path: Any, prep: Any = None) -> None:
+    """Refuse a volume that carries no image, in every channel: one constant value (an all-zero
+    file, a blank export), or, for a CT-window model, every voxel on the same side of the window.
+
+    A network given a blank input still answers: it paints whatever its biases favour (an
+    all-zero CT came out as 819 mL of lesion). Those volumes would be reported as organs, so
+    the policy is to refuse the input with one line, never to run it and report nothing
+    (an empty result is indistinguishable from "no organ here"), and never to report what
+    the bias painted.
+    """
+    for c in range(image.shape[0]):
+        lo, hi = float(image[c].min()), float(image[c].max())
+        channel = f" in channel {c}" if image.shape[0] > 1 else ""
+        if lo == hi:
+            raise InputFileError(f"{path}: no intensity variation{channel} (every voxel is {lo:g}); there is "
+                                 "nothing to segment, so no volumes are reported")
+        if prep is not None and prep.intensity == "ct_window":
+            low, high = prep.window
+            if hi <= low or lo >= high:
+                side = "below" if hi <= low else "above"
+                raise InputFileError(f"{path}: no intensity variation{channel} within the model's CT window "
+                                     f"[{low:g}, {high:g}] HU (every voxel is {side} it: {lo:g} to {hi:g}); "
+                                     "is this a CT in Hounsfield units? nothing to segment, so no volumes are reported")
+
+
+def run_memory(nifti: Any, model: VolumeModel, options: Mapping[str, Any]) -> int:
+    """Bytes ``segment_volume`` holds at its peak for ``nifti`` (an :class:`~.io.NiftiFile`), from its
+    header alone: the array as read and its float32 copy, then the larger of (the reoriented copy
+    and the normalised model-grid input) and (the class probabilities on the model grid, their
+    in-plane resampling, the labels and the optional full-resolution maps). The network's own
+    working memory is left out: it depends on the window, not on the volume."""
+    from .preprocess import grid_shapes
+
+    n, c = nifti.voxels, nifti.channels
+    classes = len(model.predictor.class_map.names)
+    canon, grid = grid_shapes(nifti.shape, nifti.affine, model.prep)
+    m = int(np.prod(grid, dtype=np.int64))
+    forward = 4 * n * c + 4 * m * c
+    plane = 4 * classes * canon[0] * canon[1] * grid[2]
+    back = 4 * m * classes + plane + n
+    if options.get("probabilities"):
+        back += 2 * 4 * classes * n
+    if options.get("uncertainty"):
+        back += 2 * 4 * n + 4 * m
+    return nifti.memory_bytes() + 4 * n * c + max(forward, back)
 
 
 def segment_volume(model: VolumeModel, source: Path, outputs: Mapping[str, Path],
                    options: Mapping[str, Any]) -> dict[str, Any]:
     """Segment one NIfTI case and write ``outputs["labels"]`` (and ``probabilities`` / ``uncertainty``
-    when planned) on the input's exact grid; returns the volume report (mL per structure)."""
-    from .io import read_nifti
+    when planned) on the input's exact grid; returns the volume report (mL per structure).
+
+    The header is checked and the memory the case needs is planned from it before any voxel is read."""
+    from .io import open_nifti
+    from .memory import check_fits
     from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume, write_map_volume
 
     t0 = time.perf_counter()
-    item = read_nifti(source)
-    image = check_volume(item, model.predictor.model.in_channels)
+    nifti = open_nifti(source)
+    check_fits(source, run_memory(nifti, model, options), f"segmenting its {'x'.join(map(str, nifti.image.shape))} voxels")
+    item = nifti.read()
+    image = check_volume(item, model.predictor.model.in_channels, model.prep)
     voxel_ml = voxel_volume_mm3(item) / 1000.0  # before the network runs: no voxel size, no volumes
     method = options.get("uncertainty")
     labels, probs, unc = model.predict(image, item.spatial.affine_array(), uncertainty=method,
@@ -153,12 +210,15 @@ def explain_volume(model: VolumeModel, source: Path, cam_path: Path, class_index
 
     from segsuite.core.explain import seg_grad_cam
 
-    from .io import read_nifti
+    from .io import open_nifti
+    from .memory import check_fits
     from .preprocess import from_model_grid, labels_from_model_grid, to_model_grid
     from .volumes import write_map_volume
 
-    item = read_nifti(source)
-    image = check_volume(item, model.predictor.model.in_channels)
+    nifti = open_nifti(source)
+    check_fits(source, run_memory(nifti, model, {}), f"explaining its {'x'.join(map(str, nifti.image.shape))} voxels")
+    item = nifti.read()
+    image = check_volume(item, model.predictor.model.in_channels, model.prep)
     x, _, grid = to_model_grid(image, item.spatial.affine_array(), model.prep)
     batch = x.permute(3, 0, 1, 2) if model.slices else x[None]  # slice mode: one map per axial slice
     result = seg_grad_cam(model.predictor.model, batch.to(model.predictor.device), class_index, layer=layer)

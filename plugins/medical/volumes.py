@@ -36,7 +36,10 @@ def write_map_volume(values: np.ndarray, item: Item, path: str | Path) -> Path:
 
 
 def write_like(data: np.ndarray, item: Item, path: str | Path, *, disk_dtype: Any = None) -> Path:
-    """Write ``data`` with the input's affine, qform/sform (and codes), zooms and units, atomically.
+    """Write ``data`` with the input's header: the same NIfTI version (a NIfTI-2 input gives NIfTI-2
+    outputs, whose qform/sform are stored in float64) and its qform/sform fields, codes, zooms and
+    units copied as stored, not recomputed (recomputing the quaternion moves the qform by ~1e-4 mm),
+    atomically. A sform the reader passed over as broken is not written (code 0).
 
     With ``disk_dtype``, nibabel stores the (float) data in that type with a scale factor."""
     import nibabel as nib
@@ -44,20 +47,29 @@ def write_like(data: np.ndarray, item: Item, path: str | Path, *, disk_dtype: An
     from segsuite.core.io import atomic_path
 
     path = Path(path)
-    src = nib.load(str(item.source)) if item.source is not None else None
     affine = item.spatial.affine_array()
-    img = nib.Nifti1Image(data, affine)
-    if src is not None:
-        header = src.header
-        qform, qcode = header.get_qform(coded=True)
-        sform, scode = header.get_sform(coded=True)
-        img.set_qform(qform if qform is not None else affine, code=int(qcode or 0))
-        img.set_sform(sform if sform is not None else affine, code=int(scode or 0))
-        img.header.set_zooms(tuple(header.get_zooms()[:3]) + tuple(1.0 for _ in data.shape[3:]))
-        img.header.set_xyzt_units(*header.get_xyzt_units())
+    source = item.meta.get("nifti_header")
+    if source is None and item.source is not None:  # an Item not made by the medical reader
+        source = nib.load(str(item.source)).header
+    if source is None:
+        img = nib.Nifti1Image(data, affine)
+    else:
+        header = source.copy()
+        header.extensions.clear()  # the input's extensions describe the input, not a label volume
+        for key in ("cal_min", "cal_max", "intent_code", "intent_p1", "intent_p2", "intent_p3"):
+            header[key] = 0
+        header["intent_name"] = b""
+        if item.spatial.extra.get("sform_ignored"):
+            header.set_sform(affine, code=0)  # the geometry used (the qform's), flagged unset
+        klass = nib.Nifti2Image if isinstance(source, nib.Nifti2Header) else nib.Nifti1Image
+        # with the header's own best affine nibabel keeps the header's fields instead of recomputing them
+        img = klass(data, header.get_best_affine(), header=header)
+        img.header.set_zooms(tuple(source.get_zooms()[:3]) + tuple(1.0 for _ in data.shape[3:]))
     img.header.set_data_dtype(disk_dtype or data.dtype)
     if disk_dtype is None:  # labels: stored as they are, never rescaled
         img.header["scl_slope"], img.header["scl_inter"] = 1, 0
+    else:  # let nibabel choose the scale factor for the stored type
+        img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
@@ -97,6 +109,12 @@ def voxel_volume_mm3(item: Item) -> float:
     return float(vol)
 
 
+def _ml(volume: float) -> float:
+    """A volume in mL to 6 significant digits: rounding to a fixed number of decimals would report a
+    component of micro-CT voxels as 0.0 mL."""
+    return float(f"{volume:.6g}")
+
+
 def volume_report(labels: np.ndarray, item: Item, class_names: tuple[str, ...]) -> dict[str, Any]:
     """Per class (background excluded): voxels, volume in mL, connected components, largest component in mL."""
     from scipy import ndimage
@@ -115,9 +133,9 @@ def volume_report(labels: np.ndarray, item: Item, class_names: tuple[str, ...]) 
         sizes = np.bincount(comp.ravel())[1:] if n else np.zeros(0, np.int64)
         classes[name] = {
             "voxels": n_vox,
-            "volume_ml": round(n_vox * voxel_ml, 4),
+            "volume_ml": _ml(n_vox * voxel_ml),
             "components": int(n),
-            "largest_component_ml": round(float(sizes.max()) * voxel_ml, 4) if n else 0.0,
+            "largest_component_ml": _ml(float(sizes.max()) * voxel_ml) if n else 0.0,
         }
     return {
         "input": str(item.source), "shape": list(labels.shape), "voxel_mm": list(item.spatial.pixel_size or ()),

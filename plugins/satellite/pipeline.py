@@ -50,7 +50,7 @@ def _check_vector(path: Path) -> None:
 
 
 OPTIONS = (
-    RunOption("tile", int, 512, "Window side in pixels", minimum=16),
+    RunOption("tile", int, 512, "Window side in pixels", minimum=16, maximum=8192),  # tiling.MIN_TILE, MAX_TILE
     RunOption("overlap", int, 64, "Overlap between neighbouring windows in pixels (less than --tile)", minimum=0),
     RunOption("batch", int, 4, "Windows per forward pass", minimum=1),
     RunOption("bands", str, None, "1-based input bands for the model, e.g. 4,3,2,8 (default: all but alpha)",
@@ -116,9 +116,12 @@ class TilingPipeline(BasePipeline):
         return outs
 
     def run_one(self, source: Path, outputs: Mapping[str, Path], context: RunContext) -> dict[str, Any]:
+        from .drift import check_scene
         from .tiling import tile_raster
 
         predictor, options = context.model, context.options
+        # a scene unlike the training data: one warning now, a flag in the record
+        drift = check_scene(getattr(predictor, "card", None), source, tile_options(options), context.warn)
         record = tile_raster(source, predictor, outputs["classes"], tile_options(options), progress=context.progress,
                              warn=context.warn, probabilities=outputs.get("probabilities"),
                              uncertainty=outputs.get("uncertainty"))
@@ -128,7 +131,7 @@ class TilingPipeline(BasePipeline):
             record["vector"] = polygonize(outputs["classes"], outputs["vector"], predictor.class_map,
                                           min_area=float(options.get("min_area") or 0.0),
                                           simplify=float(options.get("simplify") or 0.0))
-        return record
+        return {**record, **drift}
 
     def describe(self, record: Mapping[str, Any]) -> str:
         cls = ", ".join(f"{n} {v['pixels']} px" for n, v in record["classes"].items())

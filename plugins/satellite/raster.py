@@ -34,11 +34,47 @@ def default_bands(src: Any) -> tuple[int, ...]:
     return tuple(i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha) or (1,)
 
 
+def describe_bands(src: Any) -> str:
+    """The raster's bands for a message: ``"bands 1..4 (band 4 is alpha)"``, ``"band 1"``."""
+    from rasterio.enums import ColorInterp
+
+    text = "band 1" if src.count == 1 else f"bands 1..{src.count}"
+    alpha = [str(i + 1) for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+    if alpha:
+        text += f" (band {alpha[0]} is alpha)" if len(alpha) == 1 else f" (bands {','.join(alpha)} are alpha)"
+    return text
+
+
 def check_bands(src: Any, bands: Sequence[int], path: Path) -> None:
     """A one-line error when a requested band is not in the raster."""
     bad = [b for b in bands if not 1 <= b <= src.count]
     if bad:
-        raise InputFileError(f"{path}: band(s) {bad} do not exist; the raster has bands 1..{src.count}")
+        raise InputFileError(f"{path}: band(s) {','.join(map(str, bad))} do not exist; the raster has {describe_bands(src)}")
+
+
+def band_mismatch(src: Any, path: Path, bands: tuple[int, ...], expected: int, names: Any = None) -> str:
+    """The one line for a scene whose selected bands do not match the model's input: a
+    ``--bands`` hint only from bands that exist and are data (alpha is a mask, not a band)."""
+    data = tuple(i + 1 for i, ci in enumerate(src.colorinterp) if ci.name != "alpha")
+    wanted = f"{expected} band(s)" + (f" ({', '.join(names)})" if names else "")
+    chosen = f"{len(bands)} {'is' if len(bands) == 1 else 'are'} selected from this raster's {describe_bands(src)}"
+    if len(data) >= expected:
+        fix = f"choose {expected} with --bands, e.g. --bands {','.join(map(str, data[:expected]))}"
+    else:
+        fix = (f"it has only {len(data)} data band(s), so no --bands choice fits; use a scene with {expected} "
+               f"bands or a model trained on {len(data)}")
+    return f"{path}: the model expects {wanted} but {chosen}; {fix}"
+
+
+def read_error(path: Path, exc: BaseException, where: str) -> InputFileError:
+    """One line for a failed pixel read. rasterio chains GDAL's messages (``Read failed. See
+    previous exception for details.``); the first one in the chain says what happened, e.g.
+    ``got 39570 bytes, expected 388389``."""
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return InputFileError(f"{path}: cannot read pixels {where} ({detail}); the file is truncated or corrupt")
 
 
 def area_units(src: Any) -> tuple[float | None, str, float | None]:
@@ -78,7 +114,10 @@ def valid_mask(src: Any, window: Any, data: np.ndarray, nodata: float | None, us
 
 
 def band_statistics(path: str | Path, bands: Sequence[int] | None = None, nodata: float | None = None) -> dict[str, Any]:
-    """Per-band count, mean, std, min and max over valid pixels, streamed block by block."""
+    """Per-band count, mean, std, min and max over valid pixels, streamed block by block; a file
+    that cannot be read to the end (truncated, corrupt) is a one-line :class:`InputFileError`."""
+    from rasterio.errors import RasterioError
+
     src = open_raster(Path(path))
     with src:
         bands = list(bands or default_bands(src))
@@ -90,8 +129,11 @@ def band_statistics(path: str | Path, bands: Sequence[int] | None = None, nodata
         lo = np.full(len(bands), np.inf)
         hi = np.full(len(bands), -np.inf)
         for _, win in src.block_windows(1):
-            data = src.read(bands, window=win, out_dtype="float64")
-            valid = valid_mask(src, win, data, nodata, use_mask) & np.isfinite(data).all(axis=0)
+            try:
+                data = src.read(bands, window=win, out_dtype="float64")
+                valid = valid_mask(src, win, data, nodata, use_mask) & np.isfinite(data).all(axis=0)
+            except RasterioError as exc:
+                raise read_error(Path(path), exc, f"at row {win.row_off}, column {win.col_off}") from None
             v = data[:, valid]
             if v.size == 0:
                 continue

@@ -41,11 +41,13 @@ import numpy as np
 from segsuite.core.errors import InputFileError, SegsuiteError
 
 from .output_rasters import UNCERTAINTY_NODATA, OutputRasters, class_profile, copy_to_cog, has_cog
-from .raster import area_units, check_bands, default_bands, has_mask, open_raster, valid_mask
+from .raster import area_units, band_mismatch, check_bands, default_bands, has_mask, open_raster, read_error, valid_mask
 
 # GDAL keeps written blocks in its cache (default: 5 % of RAM); a fixed cache keeps peak
 # memory independent of the scene size.
 GDAL_CACHE_MB = 128
+MIN_TILE, MAX_TILE = 16, 8192
+"""Window sides ``--tile`` accepts: the blending buffers grow with the window, not the scene."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ class TileOptions:
     uncertainty: str | None = None  # entropy, tta or mcdropout: also write <output>_uncertainty.tif
 
     def __post_init__(self) -> None:
-        if self.tile < 16:
-            raise SegsuiteError(f"--tile {self.tile} is too small (at least 16 pixels)")
+        if not MIN_TILE <= self.tile <= MAX_TILE:
+            raise SegsuiteError(f"--tile {self.tile}: must be between {MIN_TILE} and {MAX_TILE} pixels")
         if not 0 <= self.overlap < self.tile:
             raise SegsuiteError(f"--overlap {self.overlap} must be at least 0 and smaller than --tile {self.tile}")
         if self.batch < 1:
@@ -198,12 +200,7 @@ class SceneGrid:
         check_bands(src, bands, path)
         expected = predictor.model.in_channels
         if len(bands) != expected:
-            names = predictor.normalization.get("bands")
-            hint = f" ({', '.join(names)})" if names else ""
-            raise InputFileError(
-                f"{path}: the model expects {expected} band(s){hint} but {len(bands)} are selected from this raster's "
-                f"{src.count}; choose them with --bands, e.g. --bands {','.join(str(i) for i in range(1, expected + 1))}"
-            )
+            raise InputFileError(band_mismatch(src, path, bands, expected, predictor.normalization.get("bands")))
         if src.crs is None and src.transform.is_identity:
             warn(f"{path}: not georeferenced (no CRS, no transform); the output has pixel coordinates only")
         H, W = src.height, src.width
@@ -235,8 +232,7 @@ class SceneGrid:
             data = self.src.read(list(self.bands), window=win, out_dtype="float32")
             valid = valid_mask(self.src, win, data, self.nodata, self.use_file_mask)
         except rasterio.errors.RasterioError as exc:
-            raise InputFileError(f"{self.path}: cannot read pixels at row {y}, column {rx0} ({str(exc).splitlines()[0]}); "
-                                 "the file is truncated or corrupt") from None
+            raise read_error(self.path, exc, f"at row {y}, column {rx0}") from None
         valid &= np.isfinite(data).all(axis=0)
         # normalise here, in the reader thread, so it overlaps the model's work
         data -= self.mean

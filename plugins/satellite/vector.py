@@ -4,7 +4,8 @@ rasterio's ``features.shapes`` traces polygons strip by strip, so memory stays b
 polygons touching a strip's inner edge are merged across strips afterwards (shapely's
 union), so no polygon is cut where a strip ended. Areas are in the CRS's units² and, for
 projected CRSs, in m². ``min_area`` drops small specks (in map units²) and ``simplify``
-applies Douglas-Peucker with topology preserved (tolerance in map units).
+applies Douglas-Peucker with topology preserved (tolerance in map units). A GeoPackage keeps
+the raster's CRS; GeoJSON is written in WGS84 longitude/latitude (RFC 7946).
 """
 
 from __future__ import annotations
@@ -21,6 +22,21 @@ from segsuite.core.errors import SegsuiteError
 
 def polygonize(raster: str | Path, output: str | Path, class_map: ClassMap, *, min_area: float = 0.0,
                simplify: float = 0.0, strip_rows: int = 1024, skip_classes: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Trace the class raster ``raster`` into one polygon per connected region and write them to
+    ``output`` (``.gpkg``, or ``.geojson``/``.json``) with their class name, id and area.
+
+    Args:
+        raster: a class GeoTIFF written by the tiler (its nodata pixels are not traced).
+        output: the vector file; GeoPackage in the raster's CRS, GeoJSON reprojected to WGS84.
+        class_map: names for the class ids.
+        min_area: drop polygons smaller than this, in map units² (before reprojection).
+        simplify: Douglas-Peucker tolerance in map units (0: off).
+        strip_rows: rows traced at a time (memory stays bounded; strip seams are merged).
+        skip_classes: class ids not to trace (e.g. background).
+
+    Returns:
+        ``{"vector": path, "polygons": count, "per_class": {name: count}}``.
+    """
     import rasterio
     from rasterio.features import shapes
     from rasterio.windows import Window
@@ -87,23 +103,40 @@ def polygonize(raster: str | Path, output: str | Path, class_map: ClassMap, *, m
             pyogrio.raw.write(str(tmp), shapely.to_wkb(np.array([p for _, p, _ in features], dtype=object)), fields,
                               field_names, driver="GPKG", geometry_type="Polygon", crs=crs_wkt, layer="classes")
         else:
+            geometries = wgs84_geometries([p for _, p, _ in features], crs_wkt)
             doc = {
                 "type": "FeatureCollection",
                 "features": [
-                    {"type": "Feature", "geometry": json.loads(json.dumps(p.__geo_interface__)),
+                    {"type": "Feature", "geometry": g,
                      "properties": {"class": n, "class_id": c, "area": a, **({"area_m2": a * unit_factor**2} if projected else {})}}
-                    for n, (c, p, a) in zip(names, features)
+                    for n, g, (c, _, a) in zip(names, geometries, features)
                 ],
             }
-            if crs_wkt:
-                # RFC 7946 GeoJSON is WGS84-only; GDAL and QGIS read this (older) member for other CRSs
-                import rasterio.crs
-
-                epsg = rasterio.crs.CRS.from_wkt(crs_wkt).to_epsg()
-                if epsg:
-                    doc["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}}
             tmp.write_text(json.dumps(doc))
     per_class: dict[str, int] = {}
     for n in names:
         per_class[n] = per_class.get(n, 0) + 1
     return {"vector": str(output), "polygons": len(features), "per_class": per_class}
+
+
+def wgs84_geometries(polygons: list[Any], crs_wkt: str | None) -> list[dict[str, Any]]:
+    """GeoJSON geometries of ``polygons`` (in the raster's CRS) in WGS84 longitude/latitude.
+
+    RFC 7946 GeoJSON has no CRS member: every reader takes coordinates as WGS84 degrees, so
+    metres of a projected CRS (with or without an EPSG code) would land somewhere near null
+    island. GeoPackage stores any CRS and keeps the raster's. A raster without a CRS keeps its
+    own (pixel or map) coordinates: there is nothing to reproject from, and the tiler has
+    already warned that the scene is not georeferenced.
+    """
+    geoms = [json.loads(json.dumps(p.__geo_interface__)) for p in polygons]  # tuples -> lists
+    if not crs_wkt or not geoms:
+        return geoms
+    from rasterio.crs import CRS
+    from rasterio.warp import transform_geom
+
+    crs = CRS.from_wkt(crs_wkt)
+    if crs.to_epsg() == 4326:
+        return geoms
+    # rasterio keeps the traditional GIS axis order: x = longitude, y = latitude, as RFC 7946 wants
+    moved = transform_geom(crs, CRS.from_epsg(4326), geoms)
+    return [json.loads(json.dumps(g)) for g in moved]

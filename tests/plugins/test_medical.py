@@ -356,9 +356,10 @@ def test_probabilities_uncertainty_tta_and_fast_outputs(ckpt, tmp_path, cli):
 def test_batch_run_continues_past_a_bad_file(ckpt, tmp_path, cli):
     folder = tmp_path / "in"
     folder.mkdir()
-    nib.save(nib.Nifti1Image(np.zeros((12, 12, 8), np.int16), np.eye(4)), folder / "a.nii.gz")
+    rng = np.random.default_rng(7)  # not all zeros: a blank volume is refused (tests/test_bad_inputs_medical.py)
+    nib.save(nib.Nifti1Image(rng.normal(0, 200, (12, 12, 8)).astype(np.int16), np.eye(4)), folder / "a.nii.gz")
     (folder / "b.nii.gz").write_text("broken")
-    nib.save(nib.Nifti1Image(np.zeros((12, 12, 8), np.int16), np.eye(4)), folder / "c.nii")
+    nib.save(nib.Nifti1Image(rng.normal(0, 200, (12, 12, 8)).astype(np.int16), np.eye(4)), folder / "c.nii")
     res = cli("run", "medical", "--input", folder, "--model", ckpt, "--output", tmp_path / "o", "--device", "cpu")
     assert res.exit_code == 2
     assert "1 of 3 failed" in res.stderr and "b.nii.gz" in res.stderr
@@ -412,7 +413,8 @@ def test_output_naming_the_input_is_refused_and_the_input_is_unchanged(ckpt, tmp
 
 
 def test_one_input_with_an_output_file_name(ckpt, tmp_path, cli):
-    nib.save(nib.Nifti1Image(np.zeros((10, 10, 8), np.int16), np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(np.random.default_rng(8).normal(0, 200, (10, 10, 8)).astype(np.int16),
+                             np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "ct.nii.gz")
     res = cli("run", "medical", "--input", tmp_path / "ct.nii.gz", "--output", tmp_path / "res" / "liver.nii.gz",
               "--model", ckpt, "--probabilities", "--uncertainty", "entropy", "--device", "cpu")
     assert res.exit_code == 0, res.output
