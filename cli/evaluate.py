@@ -17,6 +17,7 @@ def evaluate(
     output: Annotated[Path, typer.Option(help="Folder for metrics.json, per_image.csv and confusion.png")] = Path("evaluation"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (metrics tables, confusion matrix) into this folder")] = None,
+    allow_domain_mismatch: Annotated[bool, typer.Option("--allow-domain-mismatch", help="Evaluate a model whose card names another domain (refused by default)")] = False,
 ) -> None:
     """Evaluate a checkpoint: per-class IoU/accuracy/Dice/BF score, mIoU, confusion matrix (JSON + PNG)."""
     from segsuite.core import tasks
@@ -31,6 +32,8 @@ def evaluate(
 
         check_report_folder(report)
     card = read_card(model)
+    if dom is not None:
+        card.check_domain(dom.name, model, allow=allow_domain_mismatch)
     if dom is None and card.domain:
         dom = domain(card.domain)
     volumetric = card.model.get("spatial_dims", 2) != 2 or (dom is not None and dom.spatial_dims != 2)

@@ -22,6 +22,7 @@ def explain(
     max_size: Annotated[int, typer.Option(help="Inputs larger than this on a side are explained on their centre crop")] = 1024,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs are all there already")] = False,
+    allow_domain_mismatch: Annotated[bool, typer.Option("--allow-domain-mismatch", help="Explain with a model whose card names another domain (refused by default)")] = False,
 ) -> None:
     """Explain one class's segmentation with Seg-Grad-CAM: a heatmap, an overlay and a JSON per input.
 
@@ -49,7 +50,7 @@ def explain(
     if str(model).lower().endswith(".onnx"):
         raise SegsuiteError(f"{model}: explanations need the model's gradients; pass the .safetensors checkpoint, "
                             "not an ONNX export")
-    class_name = _model_class_name(model, class_name)
+    class_name = _model_class_name(model, class_name, dom.name, allow_domain_mismatch)
     if isinstance(dom.pipeline, Explains):  # the domain explains its own inputs (e.g. volumes on their grid)
         pipeline = dom.pipeline.explainer(class_name, layer)
     elif dom.spatial_dims == 2:
@@ -68,16 +69,18 @@ def explain(
     execute_job(job, debug=debug_enabled(ctx), what="explaining")
 
 
-def _model_class_name(model: Path, name: str) -> str:
+def _model_class_name(model: Path, name: str, domain_name: str, allow_mismatch: bool) -> str:
     """The model's own spelling of ``--class`` (matched case-insensitively), so output names follow the
-    model's class map; an unknown class is a one-line error before any input is read. A checkpoint whose
-    card cannot be read is left to the pipeline's loader, which says what is wrong with it."""
+    model's class map; an unknown class, or a model for another domain, is a one-line error before any
+    input is read. A checkpoint whose card cannot be read is left to the pipeline's loader, which says
+    what is wrong with it."""
     from segsuite.core.checkpoint import read_card
     from segsuite.core.errors import SegsuiteError
     from segsuite.core.explain import class_index
 
     try:
-        classes = read_card(model).classes
+        card = read_card(model)
     except SegsuiteError:  # not a readable checkpoint: the pipeline's load says what is wrong with it
         return name
-    return classes.names[class_index(classes, name)]
+    card.check_domain(domain_name, model, allow=allow_mismatch)
+    return card.classes.names[class_index(card.classes, name)]

@@ -398,7 +398,7 @@ def test_an_image_that_does_not_fit_in_free_memory_is_refused(cli, tmp_path, mon
     monkeypatch.setattr(images, "available_memory", lambda: 100_000)
     out = tmp_path / "out"
     result = cli("run", "industrial", "--input", image, "--output", out)
-    assert_one_line_error(result, str(image), "400x300 px image needs about 720.0 KB of memory", "100.0 KB free")
+    assert_one_line_error(result, str(image), "400x300 px image needs about 703 KB of memory", "98 KB free")
     assert per_input_files(out) == []
 
 
@@ -408,7 +408,7 @@ def test_a_cut_bmp_is_refused_from_its_header(cli, tmp_path):
     cut = tmp_path / "cut.bmp"
     cut.write_bytes(ok.read_bytes()[:2000])
     result = cli("run", "industrial", "--input", cut, "--output", tmp_path / "out")
-    assert_one_line_error(result, str(cut), "more than the 2.0 KB file can hold")
+    assert_one_line_error(result, str(cut), "more than the 2 KB file can hold")
 
 
 # -- 7. unwritable outputs name the output, not the hidden temporary file --------------------------

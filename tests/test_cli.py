@@ -281,3 +281,17 @@ def test_sigterm_during_a_real_batch_leaves_a_summary_and_no_partial_files(tmp_p
     assert not [p for p in out.iterdir() if ".partial-" in p.name]
     for entry in summary["inputs"]:  # a case's files exist exactly when it finished
         assert Path(entry["outputs"]["labels"]).exists() == (entry["status"] == "ok"), entry
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate"])
+def test_explain_and_evaluate_refuse_another_domains_model(cli, tmp_path, command):
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    driving = root / "driving" / "model.safetensors"
+    parts = root / "industrial" / "parts"
+    if command == "explain":
+        args = ["explain", "industrial", "--input", parts / "images", "--class", "car", "--model", driving,
+                "--output", tmp_path / "out"]
+    else:
+        args = ["evaluate", "industrial", "--model", driving, "--data", parts, "--output", tmp_path / "out"]
+    assert_one_line_error(cli(*args), "a model for the driving domain", "--allow-domain-mismatch")
+    assert not (tmp_path / "out").exists()

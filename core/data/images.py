@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from ..io import atomic_path
+from ..resources import available_memory, human_bytes
 from ..spatial import Item, SpatialRef
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -29,37 +30,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 READ_OVERHEAD = 2
 """Decoded copies a read holds at once (the decoded image and its colour-converted copy),
 besides one float32 copy for the model (see :func:`check_image_size`)."""
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still allocate: the kernel's ``MemAvailable``, or less where a
-    cgroup (container) limit is lower; ``None`` where neither can be read."""
-    free: int | None = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    free = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError):
-        free = None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
-        if limit.isdigit() and used.isdigit():
-            room = max(0, int(limit) - int(used))
-            free = room if free is None else min(free, room)
-    except (OSError, ValueError):
-        pass
-    return free
-
-
-def _size_text(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def check_image_size(path: str | Path) -> None:
@@ -82,12 +52,12 @@ def check_image_size(path: str | Path) -> None:
         raise InputFileError(f"{path}: the {header.format} header says the image is {size}; there are no pixels to read")
     if not header.fits_file:
         raise InputFileError(f"{path}: the {header.format} header claims {size}, more than the "
-                             f"{_size_text(path.stat().st_size)} file can hold; the file is truncated or corrupt")
+                             f"{human_bytes(path.stat().st_size)} file can hold; the file is truncated or corrupt")
     need = header.pixels * header.samples * (READ_OVERHEAD * header.bytes_per_sample + 4)
     free = available_memory()
     if free is not None and need > free:
-        raise InputFileError(f"{path}: a {size} image needs about {_size_text(need)} of memory to read, and this "
-                             f"machine has {_size_text(free)} free; cut it into smaller images or use a larger machine")
+        raise InputFileError(f"{path}: a {size} image needs about {human_bytes(need)} of memory to read, and this "
+                             f"machine has {human_bytes(free)} free; cut it into smaller images or use a larger machine")
     limit = _opencv_pixel_limit()
     if header.pixels > limit:
         raise InputFileError(f"{path}: {size} is more than the {limit} pixels OpenCV decodes; cut the image into "
