@@ -228,6 +228,21 @@ class _LibraryLogFormatter(logging.Formatter):
         return f"segsuite: warning: {record.name}: {_one_line(record.getMessage())}"
 
 
+class _OncePerMessage(logging.Filter):
+    """GDAL repeats a complaint for every block it reads: say each distinct one once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def _route_library_logging() -> None:
     """Libraries that log (rasterio passes GDAL's complaints to ``logging``) would otherwise reach
     stderr through Python's bare last-resort handler; give them our one-line prefix."""
@@ -236,6 +251,7 @@ def _route_library_logging() -> None:
         handler = logging.StreamHandler()
         handler.setLevel(logging.WARNING)
         handler.setFormatter(_LibraryLogFormatter())
+        handler.addFilter(_OncePerMessage())
         root.addHandler(handler)
 
 

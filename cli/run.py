@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 from .common import card_of, domain, execute_job, expand_inputs, not_implemented, require_path
 
 COMMON_HELP = {
-    "input": "File, folder (searched recursively) or glob",
+    "input": "File, folder (searched recursively) or glob; repeat --input for several",
     "model": "segsuite checkpoint (default: the domain's shipped model)",
     "output": "Output folder (or, for one input, the output file where the domain allows it)",
     "report": "Also write an HTML report of the results (index.html and its pictures) into this folder",
@@ -38,7 +38,7 @@ def _common_parameters() -> list[inspect.Parameter]:
                                  annotation=Annotated[kind, typer.Option(*decls, help=COMMON_HELP[name])])
 
     return [
-        opt("input", Optional[str], None, "--input", "-i"),
+        opt("input", Optional[list[str]], None, "--input", "-i"),
         opt("model", Optional[Path], None, "--model"),
         opt("output", Optional[Path], None, "--output", "-o"),
         opt("report", Optional[Path], None, "--report"),
@@ -99,7 +99,9 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
     given = {k: v for k, v in params.items() if k not in common and v is not None}
     options = check_options(pipeline.options, given)  # before any input is read
     suffixes = pipeline.suffixes or (tuple(dom.readers) if dom is not None else None)
-    inputs = expand_inputs(params["input"], suffixes)
+    inputs: list[Path] = []
+    for spec in params["input"]:  # several --input: their files in the order given, each once
+        inputs += [p for p in expand_inputs(spec, suffixes) if p not in inputs]
     model = params.get("model")
     if model is None:
         if dom is None:

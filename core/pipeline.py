@@ -19,6 +19,7 @@ a plain report table); subclassing it is optional.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,8 @@ class RunOption:
         """``value`` if it is acceptable, else a one-line :class:`SegsuiteError` naming the flag."""
         if value is None or self.type is bool:
             return value
+        if self.type is float and not math.isfinite(value):  # nan compares false with every bound
+            raise SegsuiteError(f"{self.flag} {value}: must be a finite number")
         if self.choices is not None and value not in self.choices:
             raise SegsuiteError(f"{self.flag} {value!r}: choose one of {', '.join(self.choices)}")
         low, high = self.minimum, self.maximum

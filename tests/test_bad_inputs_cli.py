@@ -67,7 +67,10 @@ TRAIN_CASES = {
 def test_train_refuses_bad_numbers_before_making_the_run_folder(case, parts, tmp_path, cli):
     args, fragment = TRAIN_CASES[case]
     out = tmp_path / "run"
-    assert_one_line_error(cli("train", "industrial", "--data", parts, "--output", out, *args), fragment)
+    # --batch-size 2 first, so that without the check these would train (6 parts fill a batch of 2);
+    # a case's own --batch-size comes later and wins
+    assert_one_line_error(cli("train", "industrial", "--data", parts, "--output", out, "--batch-size", "2", *args),
+                          fragment)
     assert_nothing_at(out)
 
 
@@ -341,3 +344,47 @@ def test_third_party_warnings_are_one_line(capsys):
         "segsuite: warning: invalid value encountered in divide (RuntimeWarning at numpy/lib/_nanfunctions_impl.py:12)",
         "segsuite: warning: plugin x: failed",
     ]
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "industrial", "--pixel-size", "nan"],
+    ["run", "industrial", "--pixel-size", "inf"],
+    ["run", "medical", "--min-volume", "nan"],
+    ["tile", "--min-area", "nan"],
+])
+def test_float_options_must_be_finite(cli, tmp_path, args):
+    res = cli(*args[:2], *(["--input", tmp_path / "x.png"] if args[0] == "run" else [tmp_path / "x.tif"]), *args[2:])
+    # `tile` declares --min-area itself and its parser already refuses nan; `run` checks the RunOption
+    assert_one_line_error(res, args[-2])
+    if args[0] == "run":
+        assert f"{args[-2]} {args[-1]}: must be a finite number" in res.stderr
+
+
+def test_a_raster_read_whole_must_fit_in_free_memory(cli, tmp_path, monkeypatch):
+    import segsuite.core.resources as resources
+
+    scene = ROOT / "sample_data" / "satellite" / "scene.tif"
+    monkeypatch.setattr(resources, "available_memory", lambda: 10_000)
+    res = cli("explain", "satellite", "--input", scene, "--class", "water", "--output", tmp_path / "out")
+    assert_one_line_error(res, "scene.tif: reading this", "`segsuite tile` streams scenes of any size")
+
+
+def test_library_log_lines_are_said_once(capsys):
+    import logging
+
+    from segsuite.cli.app import _LibraryLogFormatter, _OncePerMessage
+
+    logger = logging.getLogger("rasterio._env.test")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LibraryLogFormatter())
+    handler.addFilter(_OncePerMessage())
+    logger.addHandler(handler)
+    try:
+        for _ in range(4):
+            logger.warning("TIFFReadDirectory: Sum of Photometric type-related color channels")
+        logger.warning("another complaint")
+    finally:
+        logger.removeHandler(handler)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["segsuite: warning: rasterio._env.test: TIFFReadDirectory: Sum of Photometric type-related color channels",
+                     "segsuite: warning: rasterio._env.test: another complaint"]

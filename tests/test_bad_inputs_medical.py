@@ -384,3 +384,15 @@ def test_memory_planning_sees_the_grid_the_run_uses():
         canon, model = grid_shapes((21, 18, 11), affine, prep)
         x, _, grid = to_model_grid(volume.copy(), affine, prep)
         assert tuple(x.shape[1:]) == model and grid.canonical_shape == canon
+
+
+@pytest.mark.parametrize("size", [1e30, 1e-30])
+def test_absurd_voxel_sizes_are_refused(cli, tmp_path, size):
+    import nibabel as nib
+
+    data = np.random.default_rng(0).normal(size=(16, 16, 8)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([size, 1.0, 1.0, 1.0]))
+    img.header.set_zooms((size, 1.0, 1.0))
+    nib.save(img, tmp_path / "odd.nii.gz")
+    res = cli("run", "medical", "--input", tmp_path / "odd.nii.gz", "--output", tmp_path / "out", "--device", "cpu")
+    assert_one_line_error(res, "odd.nii.gz", "outside any scanner's")

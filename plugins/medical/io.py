@@ -202,6 +202,9 @@ def _check_voxel_type(path: Path, dtype: np.dtype) -> None:
 
 
 _AXES = "ijk"
+VOXEL_MM = (1e-4, 1e3)
+"""Voxel sizes (mm) any real scan has: 0.1 micrometre (microscopy) to a metre. Outside, a
+header is wrong, and volumes (and, above it, integer voxel counts) would overflow or vanish."""
 
 
 def _check_voxel_size(path: Path, raw: Any) -> None:
@@ -213,6 +216,10 @@ def _check_voxel_size(path: Path, raw: Any) -> None:
             raise InputFileError(f"{path}: the voxel size along axis {axis} ({_AXES[axis]}, pixdim[{axis + 1}]) is "
                                  f"{what} ({size:g}); volumes would be made up, so it is refused: set the real "
                                  "voxel size in mm in the header (e.g. nibabel's header.set_zooms) and run it again")
+        if not VOXEL_MM[0] <= size <= VOXEL_MM[1]:
+            raise InputFileError(f"{path}: the voxel size along axis {axis} ({_AXES[axis]}, pixdim[{axis + 1}]) is "
+                                 f"{size:g} mm, outside any scanner's {VOXEL_MM[0]:g}..{VOXEL_MM[1]:g} mm; the header "
+                                 "is wrong (or in other units): set the real voxel size in mm and run it again")
 
 
 def _matrix_problem(matrix: np.ndarray | None) -> str | None:
