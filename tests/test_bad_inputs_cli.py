@@ -388,3 +388,18 @@ def test_library_log_lines_are_said_once(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["segsuite: warning: rasterio._env.test: TIFFReadDirectory: Sum of Photometric type-related color channels",
                      "segsuite: warning: rasterio._env.test: another complaint"]
+
+
+def test_tile_segments_rasters_of_a_few_pixels(cli, tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    for side in (1, 8):
+        path = tmp_path / f"t{side}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=4, dtype="uint16",
+                           crs="EPSG:32633", transform=from_origin(500000, 4000000, 10, 10)) as dst:
+            dst.write(np.full((4, side, side), 900, np.uint16))
+        res = cli("tile", path, "--output", tmp_path / f"c{side}.tif", "--device", "cpu")
+        assert res.exit_code == 0, res.stderr
+        with rasterio.open(tmp_path / f"c{side}.tif") as out:
+            assert (out.width, out.height) == (side, side)

@@ -224,7 +224,10 @@ def test_a_model_of_another_domain_is_refused_before_any_work(cli, tmp_path):
 
 
 def _more_names(card):
+    # with a colour too, so that only the count of network outputs can catch it
     card["class_map"]["names"].append("dent")
+    if card["class_map"].get("colors"):
+        card["class_map"]["colors"].append([10, 20, 30])
     return json.dumps(card)
 
 
