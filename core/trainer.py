@@ -317,7 +317,8 @@ class Trainer:
     def _init_distributed(self) -> None:
         import torch.distributed as dist
 
-        if not dist.is_initialized():
+        self._owns_process_group = not dist.is_initialized()
+        if self._owns_process_group:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             dist.init_process_group(backend=backend)
         if self.device.type == "cuda":
@@ -464,7 +465,18 @@ class Trainer:
 
             write_json(self.output / "metrics.json", final_metrics)
         best_ckpt = best_path if self.val_set is not None and best_path.exists() else last_path
+        self._finish_distributed()
         return FitResult(best_ckpt, last_path, best, cfg.monitor, epoch, history, final_metrics)
+
+    def _finish_distributed(self) -> None:
+        """Leave the process group cleanly when this trainer made it: gloo's threads still running at
+        interpreter exit abort the process ("terminate called without an active exception")."""
+        if self.world > 1 and getattr(self, "_owns_process_group", False):
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()  # every rank has finished writing before any leaves
+                dist.destroy_process_group()
 
     def _monitor_value(self, metrics: SegmentationMetrics, val_loss: float) -> float:
         name = self.cfg.monitor
