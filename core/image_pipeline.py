@@ -147,10 +147,19 @@ class ImageExplainPipeline(BasePipeline):
     def run_one(self, source: Path, outputs: Mapping[str, Path], context: RunContext) -> dict[str, Any]:
         from .explain import class_index, explain_image
 
+        from .drift import check_input_drift
+
         predictor = context.model
         index = class_index(predictor.class_map, self.class_name)
-        return explain_image(predictor, self.reader(source), index, outputs, layer=self.layer,
-                             max_size=int(context.options.get("max_size") or 1024))
+        item = self.reader(source)
+        record = explain_image(predictor, item, index, outputs, layer=self.layer,
+                               max_size=int(context.options.get("max_size") or 1024))
+        # an explanation of an input unlike the training data explains noise: say so, as `run` does
+        array = np.asarray(item.array)
+        nodata = getattr(getattr(item, "spatial", None), "nodata", None)
+        valid = ~np.all(array == nodata, axis=0) if nodata is not None else None
+        record.update(check_input_drift(getattr(predictor, "card", None), array, source, context.warn, valid=valid))
+        return record
 
     def describe(self, record: Mapping[str, Any]) -> str:
         from .explain import describe_explanation

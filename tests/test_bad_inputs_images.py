@@ -463,3 +463,17 @@ def test_a_negative_pixel_size_is_refused_before_anything_is_written(cli, tmp_pa
     assert_one_line_error(cli("run", "industrial", "--input", image, "--pixel-size", "-0.5", "--output", out),
                           "--pixel-size -0.5", "greater than 0")
     assert not out.exists()
+
+
+def test_unreadable_images_say_why(cli, tmp_path):
+    good = ROOT / "sample_data" / "industrial" / "parts" / "images" / "ng_001.png"
+    data = good.read_bytes()
+    (tmp_path / "a_cut.png").write_bytes(data[: len(data) // 3])  # header intact, the image data cut
+    (tmp_path / "b_empty.png").write_bytes(b"")
+    (tmp_path / "c_text.png").write_text("hello")
+    res = cli("run", "industrial", "--input", tmp_path, "--output", tmp_path / "out", "--device", "cpu")
+    assert res.exit_code == 2
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("segsuite: error:")]
+    assert "a_cut.png: not a readable image (a PNG file that cannot be decoded: it is truncated or damaged)" in errors[0]
+    assert "b_empty.png" in errors[1] and "the file is empty" in errors[1]
+    assert "c_text.png" in errors[2] and "PNG, JPEG, BMP or TIFF expected" in errors[2]

@@ -268,3 +268,17 @@ def test_training_records_statistics_of_labelled_raw_pixels_and_run_checks_them(
               "--output", tmp_path / "odd_out", "--device", "cpu")
     assert len(drift_warnings(res)) == 1
     assert record(tmp_path / "odd_out" / "x.json")["input_drift"]["channels"] == [1, 2, 3]
+
+
+def test_explain_warns_on_an_input_unlike_the_training_data(cli, tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    shutil.copy(SAMPLE / "industrial" / "parts" / "images" / "ng_001.png", parts / "ng_001.png")
+    dark(parts / "zz_dark.png", parts / "ng_001.png")
+    res = cli("explain", "industrial", "--input", parts, "--class", "scratch", "--output", tmp_path / "out",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.stderr
+    warned = drift_warnings(res)
+    assert len(warned) == 1 and "zz_dark.png: input unlike" in warned[0], res.stderr
+    assert "input_drift" in record(tmp_path / "out" / "zz_dark_scratch_cam.json")
+    assert "input_drift" not in record(tmp_path / "out" / "ng_001_scratch_cam.json")

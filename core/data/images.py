@@ -133,7 +133,7 @@ def read_image_array(path: str | Path) -> np.ndarray:
     with library_chatter(path):  # libpng prints its own warnings from C; see native_stderr
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise InputFileError(f"{path}: not a readable image (PNG, JPEG, BMP or TIFF expected)")
+        raise InputFileError(f"{path}: not a readable image ({_why_unreadable(path, data)})")
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif img.ndim == 3 and img.shape[2] == 4:
@@ -180,3 +180,19 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
     return path
+
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF",
+               b"MM\x00*": "TIFF", b"II+\x00": "TIFF", b"MM\x00+": "TIFF"}
+
+
+def _why_unreadable(path: Path, data: np.ndarray) -> str:
+    """Why the decoder gave up, in the words a user can act on: an empty file, a damaged file of a
+    known format (its signature is right, the rest is not), or not an image at all."""
+    if data.size == 0:
+        return "the file is empty"
+    head = data[:8].tobytes()
+    kind = next((name for sig, name in _SIGNATURES.items() if head.startswith(sig)), None)
+    if kind is not None:
+        return f"a {kind} file that cannot be decoded: it is truncated or damaged"
+    return "PNG, JPEG, BMP or TIFF expected"
