@@ -8,7 +8,7 @@ from typing import Any
 from segsuite.core.errors import NotImplementedYet
 from segsuite.core.jobs import expand_inputs, require_path
 
-__all__ = ["domain", "execute_job", "expand_inputs", "not_implemented", "registry", "require_path"]
+__all__ = ["card_of", "domain", "execute_job", "expand_inputs", "not_implemented", "registry", "require_path"]
 
 
 def registry() -> Any:
@@ -27,14 +27,10 @@ def not_implemented(command: str, where: str) -> NotImplementedYet:
 
 
 def card_of(model: Path) -> Any:
-    """The model card of a checkpoint or of a segsuite ONNX export."""
-    if str(model).lower().endswith(".onnx"):
-        from segsuite.core.export import OnnxSegmentationModel
+    """:func:`segsuite.core.checkpoint.card_of`, imported when used (torch stays out of ``--help``)."""
+    from segsuite.core.checkpoint import card_of as read
 
-        return OnnxSegmentationModel(model).card
-    from segsuite.core.checkpoint import read_card
-
-    return read_card(model)
+    return read(model)
 
 
 def execute_job(job: Any, *, report: Path | None = None, class_map: Any = None, title: str = "",

@@ -182,6 +182,15 @@ def rewrite_card(path: str | Path, card: ModelCard, output: str | Path | None = 
     return out
 
 
+def card_of(path: str | Path) -> ModelCard:
+    """The model card of a checkpoint or of a segsuite ONNX export (``.onnx``)."""
+    if str(path).lower().endswith(".onnx"):
+        from .export import OnnxSegmentationModel
+
+        return OnnxSegmentationModel(path).card
+    return read_card(path)
+
+
 def read_card(path: str | Path) -> ModelCard:
     """Only the model card (no tensors read)."""
     from safetensors import safe_open

@@ -131,7 +131,7 @@ class ImageExplainPipeline(BasePipeline):
             raise SegsuiteError(f"{checkpoint}: explanations need the model's gradients; pass the .safetensors checkpoint, "
                                 "not an ONNX export")
         predictor = load_predictor(checkpoint, device, spatial_dims=2, what="an image explanation")
-        self._index = class_index(predictor.class_map, self.class_name)  # unknown class: fails before any input
+        class_index(predictor.class_map, self.class_name)  # an unknown class fails before any input
         return predictor
 
     def _cam_stem(self, stem: str) -> str:

@@ -80,9 +80,9 @@ def tile(
     checkpoint = require_path(model or default_checkpoint("satellite"), "checkpoint (--model)", kind="file")
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=checkpoint, output=output, options=options, device=device,
               skip_existing=skip_existing, command="tile")
-    from .evaluate import class_map_of
+    from segsuite.core.checkpoint import card_of
 
-    result = run_and_report(job, report=report, class_map=class_map_of(checkpoint) if report is not None else None,
+    result = run_and_report(job, report=report, class_map=card_of(checkpoint).classes if report is not None else None,
                             title=f"segsuite tile: {len(inputs)} scene(s)", console=JobConsole(debug=_debug(ctx)),
                             what="tiling")
     if result.exit_code:

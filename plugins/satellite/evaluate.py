@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from segsuite.core.checkpoint import card_of
 from segsuite.core.errors import InputFileError, SegsuiteError
 from segsuite.core.jobs import JobConsole
 
@@ -57,17 +58,6 @@ def labelled_scenes(data: Path) -> list[tuple[Path, Path]]:
         check_pair(scene, labels)
         pairs.append((scene, labels))
     return pairs
-
-
-def class_map_of(checkpoint: Path) -> Any:
-    """The class map in the model card of a checkpoint or of a segsuite ONNX export."""
-    if str(checkpoint).lower().endswith(".onnx"):
-        from segsuite.core.export import OnnxSegmentationModel
-
-        return OnnxSegmentationModel(checkpoint).card.classes
-    from segsuite.core.checkpoint import read_card
-
-    return read_card(checkpoint).classes
 
 
 class _QuietConsole(JobConsole):
@@ -108,7 +98,7 @@ def evaluate_scenes(pipeline: Any, checkpoint: Path, data: Path, output: Path | 
             raise Interrupted(f"evaluation interrupted ({result.interrupted})", 15 if result.interrupted == "SIGTERM" else 2)
         if result.failed:
             raise SegsuiteError(result.failed[0].error or f"{result.failed[0].source}: failed")
-        class_map = class_map_of(Path(checkpoint))
+        class_map = card_of(Path(checkpoint)).classes
         names = list(class_map.names)
         total = np.zeros((class_map.num_classes,) * 2, np.int64)
         rows = []
