@@ -2,11 +2,13 @@
 
     .venv/bin/python benchmarks/bench_core.py [--device cpu|cuda] [--quick]
 
-Prints two ratios (numbers quoted in the README):
+Prints the machine and its load (``conditions.py``) and two ratios, each the median of
+interleaved rounds (numbers quoted in the README):
 
-1. training throughput of ``segsuite.core.Trainer`` vs a minimal hand-written PyTorch loop
-   (same model, batch, data, loss, optimiser; the trainer also clips gradients, steps its LR
-   schedule and writes a checkpoint and training state every epoch);
+1. training throughput of ``segsuite.core.Trainer`` with its default settings vs a minimal
+   hand-written PyTorch loop (same model, batch, data, loss, optimiser). The trainer also
+   clips gradients, steps its LR schedule, sums the loss on the device and writes the last
+   checkpoint and resume state (at the end here: they are written at most every 60 s);
 2. 3D sliding-window inference time of ``segsuite.core.Predictor`` vs
    ``monai.inferers.sliding_window_inference`` (same network, ROI, overlap, Gaussian
    blending, window batch), with the largest difference between the two outputs.
@@ -20,6 +22,7 @@ import tempfile
 import time
 
 import torch
+from conditions import Conditions, interleave, median_ratio, spread
 
 
 def _sync(device: torch.device) -> None:
@@ -40,7 +43,7 @@ class InMemory(torch.utils.data.Dataset):
         return {"image": self.x[i], "mask": self.y[i], "meta": {}}
 
 
-def bench_training(device: torch.device, quick: bool) -> tuple[float, float]:
+def bench_training(device: torch.device, quick: bool) -> tuple[list[float], list[float]]:
     from segsuite.core import ClassMap, TrainConfig, Trainer, build_model
     from segsuite.core.losses import DiceCELoss
     from segsuite.core.trainer import collate
@@ -55,8 +58,6 @@ def bench_training(device: torch.device, quick: bool) -> tuple[float, float]:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
         loss_fn = DiceCELoss()
         loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, collate_fn=collate, drop_last=True)
-        for x in loader:  # warm-up epoch
-            break
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(epochs):
@@ -80,11 +81,8 @@ def bench_training(device: torch.device, quick: bool) -> tuple[float, float]:
             _sync(device)
             return epochs * (n // batch) * batch / (time.perf_counter() - t0)
 
-    hand, ours = [], []
-    for _ in range(2 if quick else 3):  # interleave to share any machine noise
-        hand.append(hand_loop())
-        ours.append(trainer())
-    return statistics.median(hand), statistics.median(ours)
+    rounds = interleave({"hand": hand_loop, "trainer": trainer}, 3 if quick else 5)
+    return rounds["hand"], rounds["trainer"]
 
 
 def bench_sliding_window(device: torch.device, quick: bool) -> tuple[float, float, float]:
@@ -127,13 +125,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    hand, ours = bench_training(device, args.quick)
-    print(f"training  U-Net/ResNet-18, batch 8, fp32: hand-written loop {hand:.2f} img/s, Trainer {ours:.2f} img/s, "
-          f"ratio {ours / hand:.3f}")
-    t_ours, t_monai, diff = bench_sliding_window(device, args.quick)
-    print(f"3D sliding window  MONAI UNet, ROI 64^3, overlap 0.5, gaussian, sw_batch 4: segsuite {t_ours:.3f} s, "
-          f"MONAI {t_monai:.3f} s, time ratio {t_ours / t_monai:.3f}, max |diff| {diff:.2e}")
+    with Conditions():
+        hand, ours = bench_training(device, args.quick)
+        print(f"training  U-Net/ResNet-18, 128x128, batch 8, fp32, {len(hand)} interleaved rounds: hand-written loop "
+              f"{spread(hand)} img/s, Trainer {spread(ours)} img/s, Trainer/hand {median_ratio(ours, hand):.3f}")
+        t_ours, t_monai, diff = bench_sliding_window(device, args.quick)
+        print(f"3D sliding window  MONAI UNet, ROI 64^3, overlap 0.5, gaussian, sw_batch 4: segsuite {t_ours:.3f} s, "
+              f"MONAI {t_monai:.3f} s, time ratio {t_ours / t_monai:.3f}, max |diff| {diff:.2e}")
 
 
 if __name__ == "__main__":
