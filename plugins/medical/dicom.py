@@ -322,11 +322,16 @@ def open_series(source: Path, files: Sequence[Path]) -> DicomSeries:
     iops = [_floats(h, "ImageOrientationPatient", 6, f) for h, f in zip(headers, files)]
     ipps = [_floats(h, "ImagePositionPatient", 3, f) for h, f in zip(headers, files)]
     spacings = [_floats(h, "PixelSpacing", 2, f) for h, f in zip(headers, files)]
-    ref = iops[0]
-    odd = [i for i, v in enumerate(iops) if np.abs(v - ref).max() > ORIENTATION_TOLERANCE]
+    # the orientation most slices share is the series'; the others are named
+    stacked = np.stack(iops)
+    agree = (np.abs(stacked[:, None, :] - stacked[None, :64, :]).max(-1) <= ORIENTATION_TOLERANCE).sum(1)
+    ref = stacked[int(np.argmax(agree))]
+    odd = [int(i) for i in np.flatnonzero(np.abs(stacked - ref).max(1) > ORIENTATION_TOLERANCE)]
     if odd:
+        main = next(i for i, v in enumerate(iops) if i not in odd)
         raise InputFileError(f"{where}: mixed orientations in one series ({len(odd)} slice(s), e.g. {files[odd[0]].name}, "
-                             f"are not parallel to {files[0].name}; a localizer in the series?); remove them and run it again")
+                             f"are not parallel to the others, e.g. {files[main].name}; a localizer in the series?); "
+                             "remove them and run it again")
     bad = [i for i, v in enumerate(spacings) if np.abs(v - spacings[0]).max() > 1e-4 * float(spacings[0].max())]
     if bad:
         raise InputFileError(f"{where}: mixed pixel spacings in one series ({spacings[0].tolist()} mm in {files[0].name}, "
