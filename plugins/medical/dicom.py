@@ -433,6 +433,13 @@ def read_pixels(files: Sequence[Path], headers: Sequence[Any]) -> np.ndarray:
     rows, cols = int(headers[0].Rows), int(headers[0].Columns)
     out: np.ndarray | None = None
     for k, (f, h) in enumerate(zip(files, headers)):
+        syntax = _syntax(h)
+        dtype = _native_dtype(h, syntax)
+        if dtype is not None and NATIVE_SYNTAXES[syntax] == "<" and not syntax.endswith(".99"):
+            if out is None:
+                out = np.empty((len(files), rows, cols), dtype=dtype.newbyteorder("="))
+            if _read_trailing_pixels(f, out[k], explicit=syntax != "1.2.840.10008.1.2"):
+                continue
         try:
             ds = pydicom.dcmread(f)
             data = ds.get("PixelData")
@@ -466,6 +473,32 @@ def read_pixels(files: Sequence[Path], headers: Sequence[Any]) -> np.ndarray:
             out <<= shift
             out >>= shift
     return out
+
+
+def _read_trailing_pixels(path: Path, target: np.ndarray, *, explicit: bool) -> bool:
+    """Read uncompressed little-endian pixel data straight into ``target`` when it is the file's last
+    element (as scanners write it): the element's tag and length just before the last bytes must
+    say so exactly, else ``False`` and the caller parses the file. Parsing every header a second
+    time only to find the pixels costs more than copying them."""
+    size = target.nbytes + (target.nbytes % 2)  # values are padded to an even length
+    head = 12 if explicit else 8
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            end = fh.tell()
+            if end < size + head + 132:
+                return False
+            fh.seek(end - size - head)
+            element = fh.read(head)
+            if element[:4] != b"\xe0\x7f\x10\x00":
+                return False
+            if explicit and (element[4:6] not in (b"OW", b"OB") or int.from_bytes(element[8:12], "little") != size):
+                return False
+            if not explicit and int.from_bytes(element[4:8], "little") != size:
+                return False
+            return fh.readinto(memoryview(target.reshape(-1)).cast("B")) == target.nbytes
+    except OSError:
+        return False
 
 
 def _decoded(path: Path, ds: Any, syntax: str) -> np.ndarray:
