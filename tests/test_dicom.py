@@ -283,3 +283,18 @@ def test_lps_conversion_matches_the_dicom_standard_example():
     assert [float(v) for v in geo["iop"]] == [1, 0, 0, 0, 1, 0]
     assert [float(v) for v in geo["positions"][0]] == list(LPS @ [100.0, 120.0, -50.0])
     assert [float(v) for v in geo["spacing"]] == [0.7, 0.7]
+
+
+def test_a_header_cut_short_fails_on_its_own_and_leaves_a_missing_slice(tmp_path):
+    from segsuite.plugins.medical.inputs import open_case
+
+    image, _labels, affine = phantom_volume(13, "LPS")
+    files = write_series(tmp_path / "s", image, affine, shuffle=False)
+    files[9].write_bytes(files[9].read_bytes()[:400])  # inside the header
+    scan = scan_files(sorted((tmp_path / "s").iterdir()))
+    assert scan.not_dicom == [files[9]] and len(scan.series[0].files) == len(files) - 1
+    with pytest.raises(InputFileError, match="IM0010.dcm.*truncated") as err:
+        open_case(files[9])
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputFileError, match="missing slice"):
+        open_series(scan.series[0].source, scan.series[0].files)

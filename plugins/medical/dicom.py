@@ -121,7 +121,7 @@ class DicomScan:
     skipped: dict[str, list[Path]] = field(default_factory=dict)
     """Non-image objects by kind (``"a Comprehensive SR Storage"``): not read as images."""
     not_dicom: list[Path] = field(default_factory=list)
-    """Files that are not DICOM, or whose header cannot be read."""
+    """Files that are not DICOM, whose header cannot be read, or images whose header stops short."""
 
 
 def _kind(sop_class: str) -> str | None:
@@ -153,11 +153,15 @@ def scan_files(paths: Iterable[Path]) -> DicomScan:
         except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
             scan.not_dicom.append(path)
             continue
-        sop = str(ds.get("SOPClassUID", "") or getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", ""))
+        stored_as = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+        sop = str(ds.get("SOPClassUID", "") or stored_as)
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         image = "Rows" in ds and "Columns" in ds and sop not in DERIVED_SOP_CLASSES and uid
         if not image:
-            scan.skipped.setdefault(_kind(sop) or "an object without a series", []).append(path)
+            if "Image Storage" in (_kind(stored_as) or "") and stored_as not in DERIVED_SOP_CLASSES:
+                scan.not_dicom.append(path)  # an image whose header stops short (truncated): it fails on its own
+            else:
+                scan.skipped.setdefault(_kind(sop) or "an object without a series", []).append(path)
             continue
         groups.setdefault(uid, []).append(path)
         if uid not in info:
@@ -244,8 +248,9 @@ class DicomSeries:
         return int(np.prod(self.shape, dtype=np.int64))
 
     def memory_bytes(self) -> int:
-        """The float32 volume :meth:`read` returns, plus one slice in flight."""
-        return 4 * self.voxels + 8 * self.shape[0] * self.shape[1]
+        """What :meth:`read` holds at its peak: the stored values and the float32 volume made from them."""
+        stored = max(1, int(self.headers[0].get("BitsAllocated", 16) or 16) // 8)
+        return (stored + 4) * self.voxels
 
     @property
     def series_uid(self) -> str:

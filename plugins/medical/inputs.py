@@ -118,7 +118,8 @@ def open_case(source: Path, table: Mapping[str, SeriesFiles] | None = None) -> A
                                  "move it out of the input folder if it is not part of a series")
         uid = _series_uid(source)
         if uid is None:
-            open_series(source, [source])  # says what is wrong with the header
+            raise InputFileError(f"{source}: a DICOM file whose header cannot be read to its SeriesInstanceUID; it is "
+                                 "truncated or damaged: copy or export it again")
         siblings = [p for p in source.parent.iterdir() if p.is_file() and not p.name.startswith(".")]
         series = next((s for s in scan_files(sorted(siblings)).series if s.uid == uid), None)
         if series is None:
