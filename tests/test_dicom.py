@@ -11,7 +11,8 @@ import pydicom
 import pytest
 
 from segsuite.core.errors import InputFileError
-from segsuite.plugins.medical.dicom import open_series, read_pixels, scan_files
+from segsuite.plugins.medical.dicom import open_series, scan_files
+from segsuite.plugins.medical.dicom_pixels import read_pixels
 from segsuite.plugins.medical.dicom_synthetic import LPS, dicom_geometry, phantom_volume, write_series
 
 # (axis codes of the stored grid, oblique tilt in degrees)
