@@ -299,3 +299,23 @@ def test_a_header_cut_short_fails_on_its_own_and_leaves_a_missing_slice(tmp_path
     assert "\n" not in str(err.value)
     with pytest.raises(InputFileError, match="missing slice"):
         open_series(scan.series[0].source, scan.series[0].files)
+
+
+def test_seg_of_an_empty_result_keeps_every_frame_and_unknown_classes_get_a_generic_code(tmp_path):
+    import highdicom as hd
+
+    from segsuite.plugins.medical.dicom_seg import write_dicom_seg
+
+    image, _labels, affine = phantom_volume(14, "LPS")
+    write_series(tmp_path / "s", image, affine)
+    series = series_of(tmp_path / "s")
+    names = ("background", "Kidneys", "widget")
+    record = write_dicom_seg(np.zeros(series.shape, np.uint8), series, names, ((0, 0, 0), (1, 2, 3), (4, 5, 6)),
+                             tmp_path / "seg.dcm", model="m")
+    assert record["frames"] == 2 * series.shape[2]
+    seg = hd.seg.segread(tmp_path / "seg.dcm")
+    uids = [str(h.SOPInstanceUID) for h in series.headers]
+    assert not seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True).any()
+    kidney, widget = (s.SegmentedPropertyTypeCodeSequence[0] for s in seg.SegmentSequence)
+    assert (kidney.CodeValue, widget.CodeValue, widget.CodeMeaning) == ("64033007", "85756007", "Tissue")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Kidneys", "widget"]

@@ -110,7 +110,7 @@ def write_dicom_seg(labels: np.ndarray, series: Any, class_names: tuple[str, ...
         device_serial_number=_digest(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else "none",
         series_description=f"segsuite {model}"[:64], content_label="SEGSUITE",
         content_description="automatic segmentation; research use only", transfer_syntax_uid=ExplicitVRLittleEndian,
-        omit_empty_frames=True)
+        omit_empty_frames=bool(frames.any()))  # nothing found: every frame kept (a SEG needs at least one)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
