@@ -18,6 +18,8 @@ CASES = [
     ("pspnet", {"encoder": "resnet18"}),
     ("segnet", {"widths": [16, 32, 64, 64, 64]}),
     ("lraspp_mobilenet_v3", {}),
+    ("bnunet", {}),
+    ("bnunet", {"channels": [8, 16], "units": 2, "dropout": 0.1}),
 ]
 
 
@@ -32,7 +34,8 @@ def test_any_size_any_channels_any_classes(name, options, in_channels):
     assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name, options", [("unet", {"channels": [8, 16, 32]}), ("segnet", {"widths": [8, 16, 32]})])
+@pytest.mark.parametrize("name, options", [("unet", {"channels": [8, 16, 32]}), ("segnet", {"widths": [8, 16, 32]}),
+                                           ("bnunet", {"channels": [8, 16, 32]})])
 def test_3d_models(name, options):
     model = build_model(name, 1, 3, spatial_dims=3, registry=REG, **options).eval()
     with torch.no_grad():
@@ -108,3 +111,19 @@ def test_plugin_models_are_buildable():
     assert model(torch.randn(1, 3, 7, 9)).shape == (1, 5, 7, 9)
     entry = {e.name: e for e in list_models(registry=reg)}["tiny"]
     assert entry.source == "plugin tinyplug" and entry.description == "A 1x1-conv model."
+
+
+def test_bnunet_logits_do_not_depend_on_what_else_is_in_the_window():
+    """Batch norm in eval mode: the logits of a region far from the window's edge are the same
+    whether the rest of the window is dark, bright or noise (instance norm would shift them)."""
+    torch.manual_seed(0)
+    model = build_model("bnunet", 1, 3, registry=REG).eval()
+    x = torch.randn(1, 1, 64, 64)
+    y = x.clone()
+    y[..., 40:, :] = 25.0  # a bright band well outside the receptive field of the top rows
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    torch.testing.assert_close(a[..., :8, :], b[..., :8, :], rtol=1e-5, atol=1e-5)
+    norm_model = build_model("resunet", 1, 3, registry=REG, channels=[16, 32, 64, 128], num_res_units=1).eval()
+    with torch.no_grad():
+        assert (norm_model(x)[..., :8, :] - norm_model(y)[..., :8, :]).abs().max() > 1e-3  # the test can tell
