@@ -157,21 +157,25 @@ def bench_dicom_read(shape: tuple[int, int, int], repeat: int = 3) -> None:
         def nifti(name: str):
             return lambda: read_nifti(tmp / name).array.astype(np.float32)
 
-        timings = {}
+        from conditions import interleave, median_ratio, spread
+
         arrays = {}
-        for label, read in (("DICOM series", dicom), ("NIfTI .nii.gz", nifti("ct.nii.gz")), ("NIfTI .nii", nifti("ct.nii"))):
-            best = float("inf")
-            for _ in range(repeat):
+
+        def timed(label: str, read):
+            def run() -> float:
                 t0 = time.perf_counter()
                 arrays[label] = read()
-                best = min(best, time.perf_counter() - t0)
-            timings[label] = best
+                return time.perf_counter() - t0
+            return run
+
+        readers = {"DICOM series": dicom, "NIfTI .nii.gz": nifti("ct.nii.gz"), "NIfTI .nii": nifti("ct.nii")}
+        timings = interleave({label: timed(label, read) for label, read in readers.items()}, repeat)
         same = np.array_equal(arrays["DICOM series"], arrays["NIfTI .nii"])
-    print(f"reading a {'x'.join(map(str, shape))} CT volume into float32 (best of {repeat}):")
+    print(f"reading a {'x'.join(map(str, shape))} CT volume into float32 ({repeat} interleaved rounds, median (min-max)):")
     for label, seconds in timings.items():
-        print(f"  {label:<14} {seconds:6.2f} s")
-    print(f"DICOM / NIfTI .nii.gz: {timings['DICOM series'] / timings['NIfTI .nii.gz']:.2f}; "
-          f"DICOM / NIfTI .nii: {timings['DICOM series'] / timings['NIfTI .nii']:.2f}; same voxels: {same}")
+        print(f"  {label:<14} {spread(seconds)} s")
+    print(f"DICOM / NIfTI .nii.gz: {median_ratio(timings['DICOM series'], timings['NIfTI .nii.gz']):.2f}; "
+          f"DICOM / NIfTI .nii: {median_ratio(timings['DICOM series'], timings['NIfTI .nii']):.2f}; same voxels: {same}")
 
 
 def child(which: str, volume: Path, model: Path, out: Path, device: str) -> None:
@@ -188,6 +192,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--spacing", type=float, default=None, help="model voxel spacing in mm (default: the model's)")
     ap.add_argument("--dicom-read", action="store_true", help="time reading a DICOM series against NIfTI (default shape 512,512,300)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved segsuite/MONAI rounds (the median ratio is printed)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dicom_read:
@@ -206,23 +211,34 @@ def main() -> None:
         make_volume(volume, shape)
         print(f"volume {shape} written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         model = model_path(tmp, args.spacing)
-        results = {}
-        for which in ("segsuite", "monai"):
-            out = tmp / which
-            proc = subprocess.run([sys.executable, __file__, "--device", args.device, "--child", which, str(volume), str(model),
-                                   str(out)], capture_output=True, text=True, check=True)
-            results[which] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results: dict[str, list[dict]] = {"segsuite": [], "monai": []}
+        for _ in range(args.rounds):  # interleaved, each run in a fresh process
+            for which in ("segsuite", "monai"):
+                out = tmp / which
+                proc = subprocess.run([sys.executable, __file__, "--device", args.device, "--child", which, str(volume),
+                                       str(model), str(out)], capture_output=True, text=True, check=True)
+                results[which].append(json.loads(proc.stdout.strip().splitlines()[-1]))
         import nibabel as nib
 
         a = np.asarray(nib.load(str(tmp / "segsuite" / "ct_seg.nii.gz")).dataobj)
         b = np.asarray(nib.load(str(next((tmp / "monai").glob("*seg*.nii.gz")))).dataobj).squeeze()
         agree = float((a == b).mean()) if a.shape == b.shape else float("nan")
-    s, m = results["segsuite"], results["monai"]
-    print(f"volume {shape}, model spacing {args.spacing or 'default'}, device {args.device}")
-    print(f"segsuite: {s['seconds']:.1f} s, peak {s['peak_mb']:.0f} MB")
-    print(f"MONAI:    {m['seconds']:.1f} s, peak {m['peak_mb']:.0f} MB")
-    print(f"time segsuite / MONAI: {s['seconds'] / m['seconds']:.2f}; label agreement {agree:.4f}")
+    from conditions import median_ratio, spread
+
+    s = [r["seconds"] for r in results["segsuite"]]
+    m = [r["seconds"] for r in results["monai"]]
+    print(f"volume {shape}, model spacing {args.spacing or 'default'}, device {args.device}, {args.rounds} interleaved rounds")
+    print(f"segsuite: {spread(s)} s, peak {max(r['peak_mb'] for r in results['segsuite']):.0f} MB")
+    print(f"MONAI:    {spread(m)} s, peak {max(r['peak_mb'] for r in results['monai']):.0f} MB")
+    print(f"time segsuite / MONAI: {median_ratio(s, m):.2f} (median of rounds); label agreement {agree:.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:
+        main()
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from conditions import Conditions
+
+        with Conditions():
+            main()
