@@ -1,7 +1,7 @@
 """Driving real-time figures: model-only FPS, parameters and GFLOPs of the real-time candidates,
 PyTorch eager vs ONNX Runtime, and end-to-end FPS of the video pipeline against model-only FPS.
 
-    .venv/bin/python benchmarks/bench_driving.py [--sizes 512x1024,1024x2048] [--runs 3] [--quick]
+    .venv/bin/python benchmarks/bench_driving.py [--sizes 512x1024,1024x2048] [--runs 3] [--threads N] [--quick]
 
 Models: the shipped default (``--model``), DDRNet-23-slim and its half-width variant, LR-ASPP
 MobileNetV3-Large and the previous default (MONAI residual U-Net 16-32-64-128). Speed does not
@@ -14,7 +14,10 @@ convolutions and matrix products only); papers' "GFLOPs" for these networks are 
 so the GMACs column is the one to compare with them (DDRNet-23-slim: 36.3 at 1024x2048).
 
 The machine (CPU model, cores, torch and ONNX Runtime threads) and the load average before and
-after are printed: on a shared machine the figures are only as good as that load. With a CUDA
+after are printed: on a shared machine the figures are only as good as that load. ``--threads``
+gives PyTorch and ONNX Runtime the same number of threads; on a machine whose cores are busy with
+other work, one thread each measures far more steadily than one per core (threads that wait for
+a core that is not there slow everything down). With a CUDA
 GPU, fp16 and bf16 eager figures are added with the GPU's name.
 """
 
@@ -39,7 +42,7 @@ CANDIDATES = (
 )
 
 
-def machine() -> str:
+def machine(onnx_threads: int | None) -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -51,7 +54,7 @@ def machine() -> str:
     import onnxruntime
 
     return (f"{cpu}, {os.cpu_count()} logical cores; torch {torch.__version__} with {torch.get_num_threads()} threads; "
-            f"onnxruntime {onnxruntime.__version__} (default threads: one per core)")
+            f"onnxruntime {onnxruntime.__version__} with {onnx_threads or 'one per core'} threads")
 
 
 def load() -> str:
@@ -90,21 +93,25 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--model", default=str(ROOT / "sample_data" / "driving" / "model.safetensors"),
                     help="the default driving checkpoint (its video figures are measured too)")
+    ap.add_argument("--threads", type=int, default=None, help="threads for PyTorch and ONNX Runtime (default: their own)")
     ap.add_argument("--quick", action="store_true", help="one small size, one run: checks the script, not the machine")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.runs = "128x256", 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from segsuite.core.bench import measure_latency
     from segsuite.core.checkpoint import read_card
     from segsuite.core.export import export_model
 
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print(machine())
+    print(machine(args.threads))
     print("before:", load())
     work = Path(tempfile.mkdtemp(prefix="segsuite-bench-drv-"))
     default_card = read_card(args.model).model
-    default_label = f"default: {default_card['arch']} {default_card.get('options', {})}"
+    options = ", ".join(f"{k}={v}" for k, v in default_card.get("options", {}).items())
+    default_label = f"shipped default: {default_card['arch']} ({options})"
     models: list[tuple[str, Path]] = [(default_label, Path(args.model))]
     for label, arch, options in CANDIDATES:
         if arch == default_card["arch"] and options == {k: default_card.get("options", {}).get(k) for k in options}:
@@ -126,7 +133,7 @@ def main() -> None:
         for h, w in sizes:
             params, gflops = count(ckpt, (h, w))
             eager = measure_latency(str(ckpt), (h, w), runs=args.runs, warmup=2)
-            ort = measure_latency(str(onnx), (h, w), runs=args.runs, warmup=2)
+            ort = measure_latency(str(onnx), (h, w), runs=args.runs, warmup=2, onnx_threads=args.threads)
             cells.append(f" {gflops / 2:.2f} | {eager['images_per_second']:.2f} | {ort['images_per_second']:.2f} |")
         print(f"| {label} | {params:.2f} |" + "".join(cells), flush=True)
 
@@ -143,14 +150,15 @@ def main() -> None:
     else:
         print("\nno CUDA GPU here: GPU figures not measured")
 
-    video_figures(Path(args.model), onnx_of[default_label], work, quick=args.quick)
+    video_figures(Path(args.model), onnx_of[default_label], work, quick=args.quick, threads=args.threads)
     print("after:", load())
 
 
-def video_figures(model: Path, onnx: Path, work: Path, quick: bool) -> None:
+def video_figures(model: Path, onnx: Path, work: Path, quick: bool, threads: int | None) -> None:
     """End-to-end video FPS (decode, infer, overlay, encode in three threads) against model-only FPS
     at the video's size, for the shipped sample drive and a generated 512x1024 one."""
     from segsuite.core.bench import measure_latency
+    from segsuite.core.export import OnnxSegmentationModel
     from segsuite.core.infer import Predictor
     from segsuite.plugins.driving.scenes import run_video
     from segsuite.plugins.driving.synthetic import make_video
@@ -163,9 +171,15 @@ def video_figures(model: Path, onnx: Path, work: Path, quick: bool) -> None:
     print("|---|---|---|---|---|")
     for video in videos:
         for runtime, spec in (("eager", model), ("ONNX RT", onnx)):
-            r = run_video(Predictor.from_checkpoint(spec, device="cpu"), video, work / f"{video.stem}_{runtime[0]}.mp4")
+            if spec.suffix == ".onnx":  # what Predictor.from_checkpoint builds, with the thread count
+                session = OnnxSegmentationModel(spec, threads=threads)
+                predictor = Predictor(session, normalization=session.card.normalization, device="cpu",
+                                      class_map=session.card.classes)
+            else:
+                predictor = Predictor.from_checkpoint(spec, device="cpu")
+            r = run_video(predictor, video, work / f"{video.stem}_{runtime[0]}.mp4")
             h, w = r["size"]
-            bare = measure_latency(str(spec), (h, w), runs=10, warmup=2)["images_per_second"]
+            bare = measure_latency(str(spec), (h, w), runs=10, warmup=2, onnx_threads=threads)["images_per_second"]
             print(f"| {video.name} {h}x{w}, {r['frames']} frames | {runtime} | {r['fps_achieved']:.1f} | {bare:.1f} | "
                   f"{r['fps_achieved'] / bare:.2f} |", flush=True)
 

