@@ -60,7 +60,7 @@ def test_crop_back_returns_the_padded_inputs_logits():
 
 def test_width_multiplier_scales_parameters_and_slim_matches_the_paper():
     counts = {p: sum(t.numel() for t in ddrnet(3, 19, planes=p).parameters()) for p in (8, 16, 32)}
-    # DDRNet-23-slim is 5.7 M parameters in the paper (Table 4); each halving of width quarters it
+    # DDRNet-23-slim is 5.7 M parameters in the paper; each halving of the width quarters it
     assert 5.6e6 < counts[32] < 5.8e6
     assert 3.8 < counts[32] / counts[16] < 4.2 and 3.8 < counts[16] / counts[8] < 4.2
     with pytest.raises(SegsuiteError, match="planes=0 must be a whole number of at least 4"):

@@ -2,17 +2,17 @@
 
 Paper: Y. Hong, H. Pan, W. Sun, Y. Jia, "Deep Dual-resolution Networks for Real-time and
 Accurate Semantic Segmentation of Road Scenes", arXiv:2101.06085 (IEEE T-ITS 2023).
-Written here from the paper's description (its Table 1, Figs. 3-5 and section III); no code
-from the authors' repository.
+Written here from the paper's description (its architecture table and its accounts of the
+bilateral fusion, DAPPM and training loss); no code from the authors' repository.
 
 Why DDRNet and not PIDNet (Xu, Xiong and Bhattacharyya, "PIDNet: A Real-time Semantic
-Segmentation Network Inspired by PID Controllers", CVPR 2023): PIDNet-S is 1.4 points better on
-Cityscapes but adds a third (derivative) branch, boundary-attention fusion and a boundary head
-whose loss needs edge labels made from the masks; DDRNet's two branches, one pyramid pooling
-module and one auxiliary head carry the idea both papers share (a detail branch that never goes
-below 1/8 resolution, a context branch that does, exchanging features), train with the loss
-every segsuite domain already has, and export to ONNX with nothing but convolutions, average
-pooling and bilinear resizing. PIDNet's pooling module (PAPPM) is DAPPM with its scales computed
+Segmentation Network Inspired by PID Controllers", CVPR 2023): PIDNet-S reports a somewhat
+higher Cityscapes mIoU at a similar speed but adds a third (derivative) branch, boundary-attention
+fusion and a boundary head whose loss needs edge labels made from the masks; DDRNet's two
+branches, one pyramid pooling module and one auxiliary head carry the idea both papers share (a
+detail branch that never goes below 1/8 resolution, a context branch that does, exchanging
+features), train with the loss every segsuite domain already has, and export to ONNX with
+nothing but convolutions, average pooling and bilinear resizing. PIDNet's pooling module (PAPPM) is DAPPM with its scales computed
 in parallel, so the pyramid here is the one both build on.
 
 Layout (``planes`` = 32 is DDRNet-23-slim, 64 is DDRNet-23; smaller values are narrower variants):
@@ -34,6 +34,9 @@ Layout (``planes`` = 32 is DDRNet-23-slim, 64 is DDRNet-23; smaller values are n
 
 The network downsamples by 64, so :class:`SegmentationModel` pads any input to a multiple of 64
 (replicating the border) and crops the logits back.
+
+One departure from the paper: DAPPM's pooled scales apply BatchNorm and ReLU before pooling, not
+after (see :class:`DAPPM`), so the global-mean scale never normalises a single value per channel.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from torch import nn
 from .base import SegmentationModel
 
 STRIDE = 64
-AUX_WEIGHT = 0.4  # DDRNet section IV-B: L = L_main + 0.4 * L_aux
+AUX_WEIGHT = 0.4  # the paper's training loss: L = L_main + 0.4 * L_aux
 BN_MOMENTUM = 0.1
 
 
@@ -117,7 +120,7 @@ def _bn_relu_conv(cin: int, cout: int, k: int) -> nn.Sequential:
 
 
 class DAPPM(nn.Module):
-    """Deep Aggregation Pyramid Pooling Module (DDRNet section III-C, Fig. 5).
+    """Deep Aggregation Pyramid Pooling Module, as the DDRNet paper describes it.
 
     Pyramid pooling at 1/64 where the context branch is already small; unlike PSPNet's module the
     scales are fused hierarchically: each pooled scale, upsampled, is added to the refined scale
