@@ -2,14 +2,18 @@
 
     .venv/bin/python benchmarks/bench_core.py [--device cpu|cuda] [--quick]
 
-Prints two ratios (numbers quoted in the README):
+Prints the machine and its load (``conditions.py``) and two ratios, each the median of
+interleaved rounds (numbers quoted in the README):
 
-1. training throughput of ``segsuite.core.Trainer`` vs a minimal hand-written PyTorch loop
-   (same model, batch, data, loss, optimiser; the trainer also clips gradients, steps its LR
-   schedule and writes a checkpoint and training state every epoch);
-2. 3D sliding-window inference time of ``segsuite.core.Predictor`` vs
-   ``monai.inferers.sliding_window_inference`` (same network, ROI, overlap, Gaussian
-   blending, window batch), with the largest difference between the two outputs.
+1. training throughput of ``segsuite.core.Trainer`` with its default settings vs a minimal
+   hand-written PyTorch loop (same model, batch, data, loss, optimiser). The trainer also
+   clips gradients, steps its LR schedule, sums the loss on the device and writes the last
+   checkpoint and resume state (at the end here: they are written at most every 60 s);
+2. 3D sliding-window inference time of ``segsuite.core.Predictor`` vs the bare forward passes
+   over the same windows (cut out beforehand) and vs ``monai.inferers.sliding_window_inference``
+   (same network, ROI, overlap, Gaussian blending, window batch), with the largest difference
+   between the outputs; once with a one-layer network (the engine's own work shows) and once
+   with the shipped medical model.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
+from conditions import Conditions, interleave, median_ratio, spread
 
 
 def _sync(device: torch.device) -> None:
@@ -40,7 +46,7 @@ class InMemory(torch.utils.data.Dataset):
         return {"image": self.x[i], "mask": self.y[i], "meta": {}}
 
 
-def bench_training(device: torch.device, quick: bool) -> tuple[float, float]:
+def bench_training(device: torch.device, quick: bool) -> tuple[list[float], list[float]]:
     from segsuite.core import ClassMap, TrainConfig, Trainer, build_model
     from segsuite.core.losses import DiceCELoss
     from segsuite.core.trainer import collate
@@ -55,8 +61,6 @@ def bench_training(device: torch.device, quick: bool) -> tuple[float, float]:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
         loss_fn = DiceCELoss()
         loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, collate_fn=collate, drop_last=True)
-        for x in loader:  # warm-up epoch
-            break
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(epochs):
@@ -80,45 +84,64 @@ def bench_training(device: torch.device, quick: bool) -> tuple[float, float]:
             _sync(device)
             return epochs * (n // batch) * batch / (time.perf_counter() - t0)
 
-    hand, ours = [], []
-    for _ in range(2 if quick else 3):  # interleave to share any machine noise
-        hand.append(hand_loop())
-        ours.append(trainer())
-    return statistics.median(hand), statistics.median(ours)
+    rounds = interleave({"hand": hand_loop, "trainer": trainer}, 3 if quick else 5)
+    return rounds["hand"], rounds["trainer"]
 
 
-def bench_sliding_window(device: torch.device, quick: bool) -> tuple[float, float, float]:
+def bench_sliding_window(device: torch.device, quick: bool, model_kind: str) -> dict[str, list[float] | float]:
+    """Bare forward passes over the windows (already cut out), segsuite's Predictor and MONAI's
+    sliding_window_inference on one volume, interleaved; also the largest output difference."""
     from monai.inferers import sliding_window_inference
 
-    from segsuite.core import Predictor, SlidingWindow, build_model
+    from segsuite.core import Predictor, SlidingWindow
 
     torch.manual_seed(0)
-    model = build_model("unet3d", 1, 4, spatial_dims=3).to(device).eval()
-    shape = (1, 1, 96, 96, 64) if quick else (1, 1, 128, 128, 96)
-    roi = (48, 48, 48) if quick else (64, 64, 64)
+    if model_kind == "one-layer":
+        # one 3x3x3 convolution: the network costs little, so the engine's own work shows
+        from segsuite.core.models.base import SegmentationModel
+
+        model = SegmentationModel(torch.nn.Conv3d(1, 4, 3, padding=1), arch="conv", in_channels=1, num_classes=4,
+                                  spatial_dims=3, stride=1, encoder_prefix=None)
+    else:
+        from segsuite.core.checkpoint import load_checkpoint
+
+        model = load_checkpoint(SHIPPED_MEDICAL).build_model()
+    model = model.to(device).eval()
+    shape = (1, 1, 96, 96, 64) if quick else (1, 1, 160, 160, 96)
+    roi = (48, 48, 32) if quick else (96, 96, 64)
     x = torch.randn(*shape, device=device)
-    predictor = Predictor(model, device=str(device), amp="off", window=SlidingWindow(roi, overlap=0.5, batch_size=4))
+    window = SlidingWindow(roi, overlap=0.5, batch_size=4)
+    predictor = Predictor(model, device=str(device), amp="off", window=window)
+    cut = [x[0][(slice(None), *(slice(s, s + p) for s, p in zip(st, roi)))] for st in window.positions(shape[2:])]
+    batches = [torch.stack(cut[i : i + 4]) for i in range(0, len(cut), 4)]
+
+    def timed(fn):
+        def run() -> float:
+            _sync(device)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                fn()
+            _sync(device)
+            return time.perf_counter() - t0
+        return run
+
+    def bare() -> None:
+        for b in batches:
+            model(b)
+
+    def monai() -> torch.Tensor:
+        return sliding_window_inference(x, roi, 4, model, overlap=0.5, mode="gaussian")
 
     def ours() -> torch.Tensor:
         return predictor.logits(x, normalized=True)
 
-    def monai() -> torch.Tensor:
-        with torch.no_grad():
-            return sliding_window_inference(x, roi, 4, model, overlap=0.5, mode="gaussian")
+    with torch.no_grad():
+        diff = float((ours() - monai()).abs().max())
+    rounds = interleave({"bare": timed(bare), "segsuite": timed(ours), "monai": timed(monai)}, 3 if quick else 5)
+    return {**rounds, "diff": diff, "windows": len(cut)}
 
-    diff = float((ours() - monai()).abs().max())  # also the warm-up
-    t_ours, t_monai = [], []
-    for _ in range(3):
-        _sync(device)
-        t0 = time.perf_counter()
-        ours()
-        _sync(device)
-        t_ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        monai()
-        _sync(device)
-        t_monai.append(time.perf_counter() - t0)
-    return statistics.median(t_ours), statistics.median(t_monai), diff
+
+SHIPPED_MEDICAL = Path(__file__).resolve().parents[1] / "sample_data" / "medical" / "model.safetensors"
 
 
 def main() -> None:
@@ -127,14 +150,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    hand, ours = bench_training(device, args.quick)
-    print(f"training  U-Net/ResNet-18, batch 8, fp32: hand-written loop {hand:.2f} img/s, Trainer {ours:.2f} img/s, "
-          f"ratio {ours / hand:.3f}")
-    t_ours, t_monai, diff = bench_sliding_window(device, args.quick)
-    print(f"3D sliding window  MONAI UNet, ROI 64^3, overlap 0.5, gaussian, sw_batch 4: segsuite {t_ours:.3f} s, "
-          f"MONAI {t_monai:.3f} s, time ratio {t_ours / t_monai:.3f}, max |diff| {diff:.2e}")
-
+    with Conditions():
+        hand, ours = bench_training(device, args.quick)
+        print(f"training  U-Net/ResNet-18, 128x128, batch 8, fp32, {len(hand)} interleaved rounds: hand-written loop "
+              f"{spread(hand)} img/s, Trainer {spread(ours)} img/s, Trainer/hand {median_ratio(ours, hand):.3f}")
+        for kind in ("one-layer", "shipped medical model"):
+            r = bench_sliding_window(device, args.quick, kind)
+            print(f"3D sliding window, {kind}, volume {'96x96x64' if args.quick else '160x160x96'}, ROI {'48x48x32' if args.quick else '96x96x64'}, overlap 0.5, gaussian, 4 windows per "
+                  f"batch, {r['windows']} windows: bare forward {spread(r['bare'])} s, segsuite {spread(r['segsuite'])} s, "
+                  f"MONAI {spread(r['monai'])} s; segsuite/bare {median_ratio(r['segsuite'], r['bare']):.3f}, "
+                  f"segsuite/MONAI {median_ratio(r['segsuite'], r['monai']):.3f}, max |diff| {r['diff']:.1e}")
 
 if __name__ == "__main__":
     main()

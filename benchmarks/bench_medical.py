@@ -1,6 +1,7 @@
 """Medical inference on a CT-sized volume: segsuite's pipeline against MONAI's own.
 
     .venv/bin/python benchmarks/bench_medical.py [--shape 512,512,256] [--device cpu|cuda] [--spacing MM]
+    .venv/bin/python benchmarks/bench_medical.py --dicom-read [--shape 512,512,300]
 
 A 512x512x256 CT-like phantom (int16, 0.8 x 0.8 x 1.5 mm voxels stored LPS, as volumes
 converted from DICOM usually are) is written to a temporary NIfTI file. Both pipelines
@@ -16,6 +17,12 @@ to the input grid, take the argmax and write a uint8 label NIfTI:
   probabilities), ``AsDiscreted(argmax)`` and ``SaveImaged`` (uint8), as in MONAI's tutorials.
 
 Each pipeline runs in its own process, so its peak resident memory (ru_maxrss) is its own.
+
+``--dicom-read`` measures reading alone: the same volume (512x512x300 by default) as a DICOM
+series of one file per slice (uncompressed, random file names) and as NIfTI (.nii.gz and
+.nii), each read into a float32 array in memory the way ``segsuite run medical`` reads it
+(series: find the files' series, check and sort the headers, copy the pixels, rescale;
+NIfTI: the checked header, then the voxels), best of 3 with the files in the page cache.
 The network is the shipped default model when present (else the same architecture with
 random weights, which times the same); ``--spacing`` overrides its voxel spacing to make
 the network's share larger (a finer model grid means more windows).
@@ -125,6 +132,48 @@ def run_monai(volume: Path, model: Path, out: Path, device: str) -> None:
     post(data)
 
 
+def bench_dicom_read(shape: tuple[int, int, int], repeat: int = 3) -> None:
+    """Seconds to read the volume from a DICOM series and from NIfTI; prints the ratios."""
+    import nibabel as nib
+
+    from segsuite.plugins.medical.dicom_synthetic import write_series
+    from segsuite.plugins.medical.inputs import expand_cases, open_case
+    from segsuite.plugins.medical.io import read_nifti
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        make_volume(tmp / "ct.nii.gz", shape)
+        img = nib.load(str(tmp / "ct.nii.gz"))
+        image, affine = np.asanyarray(img.dataobj), img.affine
+        nib.save(img, str(tmp / "ct.nii"))
+        t0 = time.perf_counter()
+        write_series(tmp / "series", image, affine)
+        print(f"volume {shape} written as NIfTI and as a series in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+        def dicom() -> np.ndarray:
+            inputs, table = expand_cases(tmp / "series", lambda _m: None)
+            return open_case(inputs[0], table).read().array
+
+        def nifti(name: str):
+            return lambda: read_nifti(tmp / name).array.astype(np.float32)
+
+        timings = {}
+        arrays = {}
+        for label, read in (("DICOM series", dicom), ("NIfTI .nii.gz", nifti("ct.nii.gz")), ("NIfTI .nii", nifti("ct.nii"))):
+            best = float("inf")
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                arrays[label] = read()
+                best = min(best, time.perf_counter() - t0)
+            timings[label] = best
+        same = np.array_equal(arrays["DICOM series"], arrays["NIfTI .nii"])
+    print(f"reading a {'x'.join(map(str, shape))} CT volume into float32 (best of {repeat}):")
+    for label, seconds in timings.items():
+        print(f"  {label:<14} {seconds:6.2f} s")
+    print(f"DICOM / NIfTI .nii.gz: {timings['DICOM series'] / timings['NIfTI .nii.gz']:.2f}; "
+          f"DICOM / NIfTI .nii: {timings['DICOM series'] / timings['NIfTI .nii']:.2f}; same voxels: {same}")
+
+
 def child(which: str, volume: Path, model: Path, out: Path, device: str) -> None:
     t0 = time.perf_counter()
     (run_segsuite if which == "segsuite" else run_monai)(volume, model, out, device)
@@ -138,8 +187,13 @@ def main() -> None:
     ap.add_argument("--shape", default="512,512,256")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--spacing", type=float, default=None, help="model voxel spacing in mm (default: the model's)")
+    ap.add_argument("--dicom-read", action="store_true", help="time reading a DICOM series against NIfTI (default shape 512,512,300)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.dicom_read:
+        shape = tuple(int(s) for s in args.shape.split(",")) if args.shape != "512,512,256" else (512, 512, 300)
+        bench_dicom_read(shape)  # type: ignore[arg-type]
+        return
     if args.child:
         which, volume, model, out = args.child
         child(which, Path(volume), Path(model), Path(out), args.device)

@@ -105,4 +105,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conditions import Conditions
+
+    with Conditions():
+        main()

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from .common import card_of, domain, execute_job, expand_inputs, not_implemented, require_path
+from .common import card_of, domain, execute_job, not_implemented, require_path
 
 COMMON_HELP = {
     "input": "File, folder (searched recursively) or glob; repeat --input for several",
@@ -99,9 +99,12 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
     given = {k: v for k, v in params.items() if k not in common and v is not None}
     options = check_options(pipeline.options, given)  # before any input is read
     suffixes = pipeline.suffixes or (tuple(dom.readers) if dom is not None else None)
+    from segsuite.core.jobs import JobConsole
+    from segsuite.core.planning import expand_for
+
     inputs: list[Path] = []
-    for spec in params["input"]:  # several --input: their files in the order given, each once
-        inputs += [p for p in expand_inputs(spec, suffixes) if p not in inputs]
+    for spec in params["input"]:  # several --input: their inputs in the order given, each once
+        inputs += [p for p in expand_for(pipeline, spec, suffixes, JobConsole().warning) if p not in inputs]
     model = params.get("model")
     if model is None:
         if dom is None:

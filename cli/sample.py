@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -14,12 +14,23 @@ def sample(
     domain_name: Annotated[str, typer.Argument(metavar="DOMAIN", help="Domain whose generator to run")],
     output: Annotated[Path, typer.Option(help="Folder to write the sample data into")],
     seed: Annotated[int, typer.Option(help="Seed; the same seed writes the same files")] = 0,
+    layout: Annotated[Optional[str], typer.Option(
+        "--format", help="Another layout the domain's generator writes (e.g. medical: dicom)")] = None,
 ) -> None:
     """Generate labelled sample data for a domain in a layout `segsuite train DOMAIN --data` reads."""
     dom = domain(domain_name)
-    if dom.synthetic is None:
+    if layout is not None:
+        if layout not in dom.sample_formats:
+            from segsuite.core.errors import SegsuiteError
+
+            known = ", ".join(sorted(dom.sample_formats)) or "none besides the default"
+            raise SegsuiteError(f"--format {layout!r}: the {dom.name} sample generator writes: {known}")
+        generate = dom.sample_formats[layout]
+    elif dom.synthetic is None:
         raise not_implemented("sample", f"a sample-data generator for the {dom.name} domain")
-    folder = Path(dom.synthetic(output, seed))
+    else:
+        generate = dom.synthetic
+    folder = Path(generate(output, seed))
     typer.echo(f"wrote {written(dom, folder)} for {dom.name} to {folder}")
 
 

@@ -36,6 +36,7 @@ def train(
     format: Annotated[Optional[str], typer.Option("--format", help="Domain dataset format (default: detected, else paired image folders)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings (flags override it)")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run from its folder")] = None,
+    save_every: Annotated[Optional[float], typer.Option(help="Seconds of training between resume points (last checkpoint + optimiser state; 0: every epoch) [60]")] = None,
     output: Annotated[Path, typer.Option(help="Run folder for checkpoints and logs")] = Path("runs/train"),
 ) -> None:
     """Train a segmentation model; writes best/last checkpoints, log.csv, TensorBoard logs and metrics.json to --output.
@@ -60,6 +61,7 @@ def train(
         base, model=model, epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, class_weights=class_weights,
         pretrained=str(pretrained) if pretrained else None, foreground_crop=foreground_crop, freeze_encoder_epochs=freeze_encoder_epochs,
         monitor=monitor, early_stopping=early_stopping, amp=amp, device=device, seed=seed, workers=workers, augment=augment,
+        save_every=save_every,
         model_options={**base.model_options, **opts} if opts else None,
     )
     cfg = check_config(tasks.with_patch(cfg, patch_size))  # every number checked before any data is read

@@ -97,6 +97,9 @@ class Domain:
     readers: Mapping[str, Reader] = field(default_factory=dict)
     dataset_formats: Mapping[str, DatasetFormat] = field(default_factory=dict)
     synthetic: SyntheticGenerator | None = None
+    sample_formats: Mapping[str, SyntheticGenerator] = field(default_factory=dict)
+    """Other layouts the sample generator writes, by name: ``segsuite sample DOMAIN --format NAME``
+    (the medical domain's ``dicom``: DICOM series instead of NIfTI)."""
     outputs: tuple[str, ...] = ()
     """Human-readable list of what ``segsuite run`` writes for this domain."""
     pipeline: "Pipeline | None" = None
@@ -176,6 +179,7 @@ class Domain:
             "readers": sorted(self.readers),
             "dataset_formats": sorted(self.dataset_formats),
             "synthetic": self.synthetic is not None,
+            "sample_formats": sorted(self.sample_formats),
             "outputs": list(self.outputs),
             "run_options": [o.flag for o in self.pipeline.options] if self.pipeline is not None else [],
             "demo": self.sample is not None,

@@ -10,7 +10,8 @@ executor's job, the same for every domain.
 
 Run options are declared as data (:class:`RunOption`); ``segsuite run DOMAIN --help``
 lists them, and they are checked before any input is read. Optional capabilities are
-``runtime_checkable`` protocols (:class:`Evaluates`, :class:`Explains`, :class:`Summarizes`)
+``runtime_checkable`` protocols (:class:`Evaluates`, :class:`Explains`, :class:`Summarizes`,
+:class:`ExpandsInputs`)
 tested with ``isinstance``; nothing inspects signatures or parameter names.
 
 :class:`BasePipeline` supplies the defaults most pipelines want (output folder, stems,
@@ -205,6 +206,19 @@ class Evaluates(Protocol):
 
     def add_evaluation(self, section: "ReportSection", result: Mapping[str, Any], output: Path) -> None:
         """Put the evaluation (metrics, confusion matrix, domain tables) into a report section."""
+        ...
+
+
+@runtime_checkable
+class ExpandsInputs(Protocol):
+    """A pipeline whose inputs are not one file each: it turns ``--input`` into its inputs itself
+    (the medical domain makes each DICOM series, many files, one input). Without it the executor
+    takes the files with the pipeline's ``suffixes``."""
+
+    def expand(self, spec: str | Path, warn: Callable[[str], None]) -> list[Path]:
+        """The inputs ``spec`` (a file, folder or glob) names, in a stable order; each is what
+        :meth:`Pipeline.run_one` gets as ``source``. ``warn`` reports what was left out and why.
+        Nothing found is a one-line :class:`SegsuiteError`."""
         ...
 
 

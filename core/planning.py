@@ -2,7 +2,8 @@
 
 * :func:`expand_inputs`: a file, a folder (recursive, sorted, hidden files skipped) or a glob;
   only the domain's suffixes; never a file segsuite wrote (each output folder keeps a manifest,
-  ``.segsuite-outputs.json``).
+  ``.segsuite-outputs.json``). :func:`expand_for` lets a pipeline expand its own inputs
+  (one DICOM series of many files is one input).
 * :func:`plan_job`: every input's output paths up front, same stems made distinct, outputs
   that would overwrite an input or the checkpoint refused.
 * :func:`clean_stale_partials`: temporary files of writers that no longer run.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,17 @@ def expand_inputs(spec: str | Path, suffixes: Sequence[str] | None = None) -> li
         wanted = f" with suffix {', '.join(suffixes)}" if suffixes else ""
         raise InputFileError(f"{text}: no input files{wanted}")
     return found
+
+
+def expand_for(pipeline: Pipeline, spec: str | Path, suffixes: Sequence[str] | None = None,
+               warn: Callable[[str], None] = lambda _m: None) -> list[Path]:
+    """A job's inputs from one ``--input``: the pipeline's own expansion when it has one
+    (:class:`~segsuite.core.pipeline.ExpandsInputs`), else :func:`expand_inputs` with ``suffixes``."""
+    from .pipeline import ExpandsInputs
+
+    if isinstance(pipeline, ExpandsInputs):
+        return list(pipeline.expand(spec, warn))
+    return expand_inputs(spec, suffixes)
 
 
 def refuse_overwrite(output: Path, inputs: Sequence[Path], what: str = "input") -> None:

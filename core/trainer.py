@@ -58,6 +58,10 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = False
     grad_clip: float | None = 1.0
+    # seconds of training between two writes of the resume point (last checkpoint + training state);
+    # 0 writes it after every epoch. The final epoch always writes it, "best" is written on every
+    # improvement; see Trainer.fit.
+    save_every: float = 60.0
     monitor: str = "mean_iou"
     early_stopping: int | None = None
     seed: int = 0
@@ -105,7 +109,7 @@ _BOUNDS: dict[str, tuple[type, float, bool]] = {
     "epochs": (int, 1, False), "batch_size": (int, 1, False), "lr": (float, 0, True), "weight_decay": (float, 0, False),
     "warmup_epochs": (float, 0, False), "foreground_crop": (float, 0, False), "freeze_encoder_epochs": (int, 0, False),
     "grad_clip": (float, 0, True), "early_stopping": (int, 1, False), "seed": (int, 0, False), "workers": (int, 0, False),
-    "val_every": (int, 1, False),
+    "val_every": (int, 1, False), "save_every": (float, 0, False),
 }
 
 
@@ -226,6 +230,28 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * t))
     return 1.0
+
+
+def clip_gradients(parameters: Sequence[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale gradients so that their global L2 norm is at most ``max_norm``; returns the norm.
+
+    The same arithmetic as :func:`torch.nn.utils.clip_grad_norm_` (coefficient
+    ``max_norm / (norm + 1e-6)`` clamped to 1), with one saving: on the CPU, where reading the
+    norm costs no device synchronisation, the scaling pass over every gradient is skipped when
+    the coefficient is 1 (most steps of a healthy run), which multiplying by 1 would not change.
+    On a GPU the scaling always runs, so no step waits for the device.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [torch.linalg.vector_norm(g) for g in grads]
+    total = torch.linalg.vector_norm(torch.stack([n.to(grads[0].device) for n in norms]))
+    coef = max_norm / (total + 1e-6)
+    if grads[0].device.type == "cpu" and bool(coef >= 1.0):
+        return total
+    coef = torch.clamp(coef, max=1.0)
+    torch._foreach_mul_(grads, coef) if hasattr(torch, "_foreach_mul_") else [g.mul_(coef) for g in grads]
+    return total
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -384,7 +410,8 @@ class Trainer:
         if len(loader) == 0:
             raise SegsuiteError(f"{len(self.train_set)} training samples cannot fill one batch of {cfg.batch_size}")
         loss_fn = self._loss()
-        optimizer = self._optimizer([p for p in model.parameters()])
+        params = [p for p in model.parameters()]
+        optimizer = self._optimizer(params)
         steps_per_epoch = len(loader)
         total = cfg.epochs * steps_per_epoch
         warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -402,6 +429,7 @@ class Trainer:
         best_path = self.output / "best.safetensors"
         final_metrics = None
         epoch = start_epoch
+        last_saved = time.monotonic()
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             if cfg.freeze_encoder_epochs and hasattr(raw_model, "freeze_encoder") and raw_model.encoder_prefix:
@@ -421,7 +449,7 @@ class Trainer:
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    clip_gradients(params, cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
@@ -445,15 +473,21 @@ class Trainer:
                     stale += 1
             row["time_s"] = round(time.perf_counter() - t0, 3)
             history.append(row)
+            stopping = bool(cfg.early_stopping and stale >= cfg.early_stopping)
             if self.rank == 0:
                 metrics_for_card = {k: v for k, v in row.items() if k != "lr"}
-                save_checkpoint(last_path, raw_model, self.card(metrics_for_card))
-                if improved:  # without validation there is no "best": only last is written
+                # The resume point (weights + optimiser state, ~3x the model's size) is written at most
+                # every `save_every` seconds and always at the end: on small data an epoch takes seconds
+                # and writing it every epoch cost ~10 % of the training time (benchmarks/bench_core.py).
+                if epoch + 1 == cfg.epochs or stopping or time.monotonic() - last_saved >= cfg.save_every:
+                    save_checkpoint(last_path, raw_model, self.card(metrics_for_card))
+                    save_training_state(self.output / "last.state.pt", self._state(epoch + 1, optimizer, scheduler, scaler, best, stale, history))
+                    last_saved = time.monotonic()
+                if improved:  # without validation there is no "best"
                     save_checkpoint(best_path, raw_model, self.card({**metrics_for_card, "monitor": cfg.monitor, "best": best}))
-                save_training_state(self.output / "last.state.pt", self._state(epoch + 1, optimizer, scheduler, scaler, best, stale, history))
                 self._log_row(row, writer)
                 self.log(self._describe(row, improved))
-            if cfg.early_stopping and stale >= cfg.early_stopping:
+            if stopping:
                 self.log(f"early stopping: {cfg.monitor} has not improved for {stale} validation(s)")
                 epoch += 1
                 break
@@ -544,7 +578,12 @@ class Trainer:
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
         py = random.getstate()
         random.setstate((py[0], tuple(json.loads(state["python_rng"])), py[2]))
-        return int(state["epoch"]), float(state["best"]), int(state["stale"]), json.loads(state["history"])
+        history = json.loads(state["history"])
+        if self.rank == 0:  # log.csv may hold epochs run after this resume point: they are run again
+            (self.output / "log.csv").unlink(missing_ok=True)
+            for row in history:
+                self._log_row(row, None)
+        return int(state["epoch"]), float(state["best"]), int(state["stale"]), history
 
     # -- logging --------------------------------------------------------------------
     def _tensorboard(self):

@@ -83,3 +83,30 @@ def test_cpu_accumulation_device_gives_the_same_result():
     a = Predictor(model, device="cpu", window=SlidingWindow((16, 16))).logits(x, normalized=True)
     b = Predictor(model, device="cpu", window=SlidingWindow((16, 16)), accumulate_on="cpu").logits(x, normalized=True)
     torch.testing.assert_close(a, b)
+
+
+def test_cached_window_weight_sums_follow_the_shape_and_overlap():
+    """The summed window weights are cached per shape/patch/overlap: alternating shapes and
+    overlaps must each still give MONAI's result (a stale cache entry would not)."""
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    model = build_model("unet3d", 1, 3, spatial_dims=2, registry=REG, channels=[4, 8, 16]).eval()
+    for size, overlap in [((61, 75), 0.5), ((40, 90), 0.5), ((61, 75), 0.25), ((61, 75), 0.5), ((40, 90), 0.25)]:
+        x = torch.randn(1, 1, *size)
+        ours = Predictor(model, device="cpu", window=SlidingWindow((32, 32), overlap=overlap, batch_size=3)).logits(x, normalized=True)
+        with torch.no_grad():
+            ref = sliding_window_inference(x, (32, 32), 3, model, overlap=overlap, mode="gaussian")
+        torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_non_finite_values_are_counted_exactly():
+    from segsuite.core.infer import non_finite_count
+
+    x = torch.zeros(100)
+    assert non_finite_count(x) == 0
+    x[3], x[50], x[70] = float("inf"), float("-inf"), float("nan")
+    assert non_finite_count(x) == 3
+    huge = torch.full((10,), 3e38)  # finite values whose sum overflows: not reported as bad
+    assert non_finite_count(huge) == 0
+    assert non_finite_count(torch.arange(5)) == 0

@@ -57,8 +57,8 @@ def test_resume_continues_exactly(shapes, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tasks.train(shapes / "train", SHAPES, tmp_path / "part", TrainConfig(epochs=4, **SMALL), val=shapes / "val",
-                    log=crash_after_epoch_2)
+        tasks.train(shapes / "train", SHAPES, tmp_path / "part", TrainConfig(epochs=4, save_every=0, **SMALL),
+                    val=shapes / "val", log=crash_after_epoch_2)
     # a new process would start from scratch: scramble the global RNG to prove it is restored
     torch.manual_seed(1234)
     np.random.seed(99)
@@ -69,6 +69,71 @@ def test_resume_continues_exactly(shapes, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+
+
+def test_resume_point_is_written_every_save_every_seconds_and_at_the_end(shapes, tmp_path, monkeypatch):
+    from segsuite.core import trainer
+
+    written: list[int] = []
+    real = trainer.save_training_state
+    monkeypatch.setattr(trainer, "save_training_state", lambda path, state: (written.append(state["epoch"]), real(path, state))[1])
+    tasks.train(shapes / "train", SHAPES, tmp_path / "a", TrainConfig(epochs=3, **SMALL), log=lambda m: None)
+    assert written == [3]  # default 60 s: these epochs take far less, so only the final one writes
+    written.clear()
+    tasks.train(shapes / "train", SHAPES, tmp_path / "b", TrainConfig(epochs=3, save_every=0, **SMALL), log=lambda m: None)
+    assert written == [1, 2, 3]
+
+
+def test_resume_from_an_older_point_runs_the_lost_epochs_again(shapes, tmp_path, monkeypatch):
+    """Killed after epoch 3 with the resume point at epoch 2 (epoch 3's was not due): the resumed run
+    redoes epoch 3, ends with the uninterrupted run's weights, and log.csv lists every epoch once."""
+    from segsuite.core import trainer
+
+    full = tasks.train(shapes / "train", SHAPES, tmp_path / "full", TrainConfig(epochs=4, **SMALL), val=shapes / "val",
+                       log=lambda m: None)
+    real_ckpt, real_state = trainer.save_checkpoint, trainer.save_training_state
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda path, model, card: None if (
+        Path(path).name == "last.safetensors" and card.metrics.get("epoch") == 3) else real_ckpt(path, model, card))
+    monkeypatch.setattr(trainer, "save_training_state", lambda path, state: None if state["epoch"] == 3 else real_state(path, state))
+
+    def crash_after_epoch_3(message: str) -> None:
+        if message.startswith("epoch 3/4"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tasks.train(shapes / "train", SHAPES, tmp_path / "part", TrainConfig(epochs=4, save_every=0, **SMALL),
+                    val=shapes / "val", log=crash_after_epoch_3)
+    with (tmp_path / "part" / "log.csv").open() as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3"]
+    monkeypatch.setattr(trainer, "save_checkpoint", real_ckpt)
+    monkeypatch.setattr(trainer, "save_training_state", real_state)
+    resumed = tasks.train(shapes / "train", SHAPES, tmp_path / "part", TrainConfig(epochs=4, **SMALL), val=shapes / "val",
+                          resume=tmp_path / "part", log=lambda m: None)
+    a = load_checkpoint(full.last_checkpoint).state_dict
+    b = load_checkpoint(resumed.last_checkpoint).state_dict
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    with (tmp_path / "part" / "log.csv").open() as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3", "4"]
+
+
+def test_clip_gradients_matches_torch():
+    from segsuite.core.trainer import clip_gradients
+
+    for scale in (1e-3, 10.0):  # below the limit (no scaling pass) and above it
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(5, 7)), torch.nn.Parameter(torch.randn(11))]
+        twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        for p, q in zip(params, twins):
+            p.grad = torch.randn_like(p) * scale
+            q.grad = p.grad.clone()
+        ours = clip_gradients(params, 1.0)
+        ref = torch.nn.utils.clip_grad_norm_(twins, 1.0)
+        assert float(ours) == pytest.approx(float(ref), rel=1e-6)
+        for p, q in zip(params, twins):
+            torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=0)
+        if scale == 10.0:
+            assert float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params]))) == pytest.approx(1.0, rel=1e-5)
 
 
 def test_resume_refuses_a_different_setup(shapes, tmp_path):

@@ -42,6 +42,8 @@ CORE_MODELS: dict[str, ModelEntry] = {
                    "MONAI residual U-Net for volumes (also 2D)"),
         ModelEntry("resunet", ".monai_models:build_resunet", (2, 3), "MONAI",
                    "MONAI residual U-Net, small and fast; 2D by default"),
+        ModelEntry("bnunet", ".bnunet:build_bnunet", (2, 3), "segsuite",
+                   "residual U-Net with batch norm, plain PyTorch: tile-invariant, no MONAI import; the shipped defaults"),
         ModelEntry("fcn", ".torchvision_models:build_fcn", (2,), "torchvision",
                    "FCN; torchvision's FCN-ResNet50/101, or FCN head on another encoder"),
         ModelEntry("deeplabv3", ".smp_models:build_deeplabv3", (2,), "segmentation-models-pytorch",

@@ -32,7 +32,7 @@ def segsuite_domains() -> list[Domain]:
             spatial_dims=2,
             in_channels=1,
             class_maps={"surface": SURFACE, "defect": DEFECT, "severstal": SEVERSTAL},
-            default_model=ModelSpec("resunet", {"channels": [16, 32, 64, 128], "num_res_units": 1}),
+            default_model=ModelSpec("bnunet", {"channels": [16, 32, 64, 128]}),
             patch_size=(256, 256),
             readers={s: read_image for s in IMAGE_SUFFIXES},
             outputs=("label mask PNG", "heatmap", "overlay", "JSON verdict with defect list"),

@@ -1,4 +1,4 @@
-"""Training data from NIfTI volumes: the Decathlon / nnU-Net layout and plain paired folders.
+"""Training data from NIfTI volumes (or DICOM series): the Decathlon / nnU-Net layout and plain paired folders.
 
 Layouts:
 - **MSD / nnU-Net v1**: ``ROOT/dataset.json`` whose ``training`` list pairs ``image`` and
@@ -6,7 +6,8 @@ Layouts:
 - **nnU-Net v2**: ``dataset.json`` without a ``training`` list; images are
   ``imagesTr/{case}_{XXXX}.nii.gz`` (one file per channel) and labels ``labelsTr/{case}.nii.gz``.
 - **paired folders**: ``ROOT/images/*.nii[.gz]`` and ``ROOT/labels/`` (or ``masks/``) with the
-  same file names; no naming convention is required.
+  same file names; no naming convention is required. An image may be a folder holding one DICOM
+  series (``images/case1/*``, label ``labels/case1.nii.gz``), in every layout.
 - **manifests** written by ``segsuite split`` on any of these (CSV with image/mask/group), so
   train/val/test splits are grouped by case (or by patient with ``--group-by``).
 
@@ -54,12 +55,26 @@ def _is_nifti(p: Path) -> bool:
     return p.is_file() and p.name.lower().endswith(NIFTI)
 
 
+def _is_series_dir(p: Path) -> bool:
+    """A folder whose first files (in name order) include a DICOM file: a case given as a DICOM series."""
+    from .dicom import is_dicom_file
+
+    if not p.is_dir():
+        return False
+    files = (f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith("."))
+    return any(is_dicom_file(f) for _, f in zip(range(8), files))
+
+
+def _is_case_image(p: Path) -> bool:
+    return _is_nifti(p) or _is_series_dir(p)
+
+
 def _stem(p: Path) -> str:
     name = p.name
     for suffix in NIFTI:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
-    return p.stem
+    return p.name if p.is_dir() else p.stem
 
 
 def detect(root: Path) -> bool:
@@ -71,11 +86,11 @@ def detect(root: Path) -> bool:
             pairs = read_manifest(root)
         except InputFileError:
             return False
-        return bool(pairs) and pairs[0].image.name.lower().endswith(NIFTI)
+        return bool(pairs) and (pairs[0].image.name.lower().endswith(NIFTI) or pairs[0].image.is_dir())
     if (root / "dataset.json").is_file():
         return True
     images = root / "images"
-    return images.is_dir() and any(_is_nifti(p) for p in images.iterdir())
+    return images.is_dir() and any(_is_case_image(p) for p in images.iterdir())
 
 
 def scan_cases(root: str | Path, *, require_labels: bool = True) -> list[Case]:
@@ -106,7 +121,7 @@ def scan_cases(root: str | Path, *, require_labels: bool = True) -> list[Case]:
             raise InputFileError(f"{root}: expected dataset.json (MSD/nnU-Net) or images/ and labels/ folders of NIfTI files")
         labels_dir = next((root / d for d in ("labels", "masks") if (root / d).is_dir()), None)
         cases = []
-        for img in sorted(p for p in images.iterdir() if _is_nifti(p)):
+        for img in sorted(p for p in images.iterdir() if _is_case_image(p)):
             label = None
             if labels_dir is not None:
                 label = next((labels_dir / (_stem(img) + s) for s in NIFTI if (labels_dir / (_stem(img) + s)).is_file()), None)
@@ -119,7 +134,7 @@ def _checked(cases: list[Case], root: Path, require_labels: bool) -> list[Case]:
         raise InputFileError(f"{root}: no NIfTI cases found")
     for case in cases:
         for p in case.images:
-            if not p.is_file():
+            if not p.is_file() and not _is_series_dir(p):
                 raise InputFileError(f"{p}: image listed for case {case.name!r} does not exist")
         if require_labels and (case.label is None or not case.label.is_file()):
             raise InputFileError(f"{case.label or root}: no label volume for case {case.name!r}")
@@ -166,12 +181,13 @@ def _nnunet_v2(root: Path, info: dict[str, Any]) -> list[Case]:
 
 def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """``(image (C, X, Y, Z) float32, labels (X, Y, Z) or None, affine)`` with the consistency checks:
-    every file's header (:func:`.io.open_nifti`), finite and varying intensities, labels on the
-    image's grid with known integer ids."""
+    every file's header (:func:`.io.open_nifti`; a DICOM series folder: :func:`.dicom.open_series`),
+    finite and varying intensities, labels on the image's grid with known integer ids (a label stored
+    in another voxel order on the same grid, as dcm2niix writes a series, is brought to the image's)."""
     from .io import read_nifti
     from .run import check_intensities
 
-    items = [read_nifti(p) for p in case.images]
+    items = [read_image(p) for p in case.images]
     arrays = [it.array for it in items]
     affine = items[0].spatial.affine_array()
     for it in items[1:]:
@@ -185,9 +201,10 @@ def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, 
     if case.label is not None:
         lab_item = read_nifti(case.label)
         lab = lab_item.array[0] if lab_item.array.shape[0] == 1 else np.moveaxis(lab_item.array, 0, -1)
+        lab, lab_affine = same_grid_order(lab, lab_item.spatial.affine_array(), affine)
         if lab.shape != image.shape[1:]:
             raise InputFileError(f"{case.label}: label shape {lab.shape} differs from its image's {image.shape[1:]}")
-        diff = float(np.abs(lab_item.spatial.affine_array() - affine).max())
+        diff = float(np.abs(lab_affine - affine).max())
         if diff > 1e-3 * max(1.0, float(voxel_sizes(affine).min())):
             raise InputFileError(f"{case.label}: label affine differs from its image's (max difference {diff:.4g} mm); "
                                  "the label is not on the image's grid")
@@ -204,14 +221,40 @@ def load_case(case: Case, classes: ClassMap | None = None) -> tuple[np.ndarray, 
     return image, labels, affine
 
 
+def read_image(path: Path) -> Any:
+    """A case image as an Item: a NIfTI file (:func:`.io.read_nifti`) or a folder holding one DICOM series."""
+    from .inputs import is_nifti, open_case
+    from .io import read_nifti
+    from .memory import check_fits
+
+    if is_nifti(path):
+        return read_nifti(path)
+    volume = open_case(path)
+    check_fits(path, volume.memory_bytes(), f"reading its {'x'.join(map(str, volume.shape))} voxels")
+    return volume.read()
+
+
+def same_grid_order(labels: np.ndarray, label_affine: np.ndarray, image_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` in the image's voxel order when both describe the same grid with the axes permuted or
+    reversed (dcm2niix stores a series with its rows flipped); otherwise unchanged, for the caller's checks."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    if labels.ndim != 3 or np.allclose(label_affine, image_affine, atol=1e-3):
+        return labels, label_affine
+    transform = ornt_transform(io_orientation(label_affine), io_orientation(image_affine))
+    moved = apply_orientation(labels, transform)
+    affine = label_affine @ inv_ornt_aff(transform, labels.shape)
+    return np.ascontiguousarray(moved), affine
+
+
 def median_spacing(cases: list[Case], orientation: str = "RAS") -> tuple[float, float, float]:
     """Per canonical axis, the median voxel size of the cases (nnU-Net's choice of target spacing)."""
-    from .io import open_nifti
+    from .inputs import open_case
     from .preprocess import canonical_transform, canonical_voxel_sizes
 
     sizes = []
     for case in cases:
-        affine = open_nifti(case.images[0]).affine  # the header only, checked as every reader checks it
+        affine = open_case(case.images[0]).affine  # the header only, checked as every reader checks it
         sizes.append(canonical_voxel_sizes(affine, canonical_transform(affine, orientation)))
     med = np.median(np.stack(sizes), axis=0)
     return tuple(round(float(s), 3) for s in med)

@@ -1,12 +1,15 @@
 """The medical domain's pipeline: what ``segsuite run medical`` and ``segsuite explain medical`` do per case.
 
 The core's job executor expands the inputs, plans the output names, loads the model once
-(:meth:`VolumePipeline.load`) and calls :meth:`VolumePipeline.run_one` for each NIfTI volume;
-failures, the progress bar, ``summary.json`` and resuming are its business, not ours. Per case
-``run`` writes ``{case}_seg.nii.gz`` (labels on the input's exact grid) and the executor writes
-the returned volume report as ``{case}_seg.json``; ``--probabilities`` and ``--uncertainty``
-add ``{case}_probabilities.nii.gz`` and ``{case}_uncertainty.nii.gz``. The case name is the
-file name without ``.nii`` / ``.nii.gz``.
+(:meth:`VolumePipeline.load`) and calls :meth:`VolumePipeline.run_one` for each case, a NIfTI
+volume or a DICOM series (:meth:`VolumePipeline.expand` makes each series, many files, one
+input; see :mod:`.inputs`); failures, the progress bar, ``summary.json`` and resuming are its
+business, not ours. Per case ``run`` writes ``{case}_seg.nii.gz`` (labels on the input's exact
+grid) or, with ``--format dicom-seg``, ``{case}_seg.dcm`` (a DICOM SEG referencing the source
+series), or both; the executor writes the returned volume report as ``{case}_seg.json``;
+``--probabilities`` and ``--uncertainty`` add ``{case}_probabilities.nii.gz`` and
+``{case}_uncertainty.nii.gz``. The case name is the file name without ``.nii`` / ``.nii.gz``,
+or for a series its SeriesDescription (its UID when two series share one).
 
 This module imports nothing heavy at import time: the plugin hands a :class:`VolumePipeline`
 to its Domain while the plugins are discovered, and ``segsuite --help`` must stay light.
@@ -15,7 +18,7 @@ to its Domain while the plugins are discovered, and ``segsuite --help`` must sta
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from segsuite.core.report import ReportSection
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+FORMATS = ("nifti", "dicom-seg", "both")
 
 OPTIONS = (
     RunOption("keep_largest", bool, False, help="Keep only the largest connected component of each class"),
@@ -38,6 +42,9 @@ OPTIONS = (
     RunOption("tta", bool, False, help="Average the mirrored passes (8 passes, about 8x the time)"),
     RunOption("fast", bool, False, help="Speed preset: no TTA, 25% window overlap instead of 50%"),
     UNCERTAINTY,
+    RunOption("format", str, "nifti", choices=FORMATS,
+              help="Label output: nifti ({case}_seg.nii.gz), dicom-seg ({case}_seg.dcm, a DICOM SEG that references "
+                   "the source series; DICOM inputs only) or both (NIfTI for every input, SEG for DICOM series)"),
 )
 
 
@@ -69,7 +76,7 @@ def warnings_to(context: RunContext) -> Iterator[None]:
 
 def _volume_stem(name: str) -> str:
     lower = name.lower()
-    for suffix in NIFTI_SUFFIXES:
+    for suffix in (*NIFTI_SUFFIXES, ".dcm"):
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
@@ -82,7 +89,23 @@ class VolumePipeline(BasePipeline):
     options = OPTIONS
     suffixes = (".nii", ".nii.gz")
     default_output = Path("segsuite-run")
-    single_file_suffixes = NIFTI_SUFFIXES
+    single_file_suffixes = (*NIFTI_SUFFIXES, ".dcm")
+
+    def __init__(self) -> None:
+        self.series: dict[str, Any] = {}
+        """The DICOM series :meth:`expand` found, by input name (``FOLDER/SeriesInstanceUID``)."""
+
+    def expand(self, spec: str | Path, warn: Callable[[str], None]) -> list[Path]:
+        """NIfTI files, and each DICOM series as one input (:func:`.inputs.expand_cases`)."""
+        from .inputs import expand_cases
+
+        inputs, table = expand_cases(spec, warn)
+        self.series.update(table)
+        return inputs
+
+    def stem(self, source: Path) -> str:
+        series = self.series.get(str(source))
+        return series.stem if series is not None else super().stem(source)
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
         """The :class:`~.run.VolumeModel`; refuses a model the options cannot run (TTA or uncertainty
@@ -101,12 +124,36 @@ class VolumePipeline(BasePipeline):
 
     def outputs(self, source: Path, stem: str, folder: Path, options: Mapping[str, Any],
                 file: Path | None = None) -> dict[str, Path]:
-        if file is not None:  # --output x.nii.gz for one input: x.json, x_probabilities.nii.gz beside it
+        from .inputs import is_nifti
+
+        fmt = options.get("format") or "nifti"
+        nifti = fmt != "dicom-seg" or is_nifti(source)  # a NIfTI input fails at run time under dicom-seg
+        seg = fmt != "nifti" and not is_nifti(source)
+        if file is not None:  # --output x.nii.gz (or x.dcm) for one input: x.json, x_probabilities.nii.gz beside it
             folder, base = file.parent, _volume_stem(file.name)
-            outs = {"labels": file, "record": folder / f"{base}.json"}
+            if file.name.lower().endswith(".dcm") and not seg:
+                raise SegsuiteError(f"{file}: a .dcm output is a DICOM SEG of a DICOM series; add --format dicom-seg "
+                                    "(or name a .nii.gz file)")
+            main = "dicom_seg" if file.name.lower().endswith(".dcm") else "labels"
+            outs = {"record": folder / f"{base}.json"}
+            if nifti:
+                outs["labels"] = file if main == "labels" else folder / f"{base}.nii.gz"
+            if seg:
+                outs["dicom_seg"] = file if main == "dicom_seg" else folder / f"{base}.dcm"
         else:
             base = stem
-            outs = {"labels": folder / f"{stem}_seg.nii.gz", "record": folder / f"{stem}_seg.json"}
+            outs = {"record": folder / f"{stem}_seg.json"}
+            if nifti:
+                outs["labels"] = folder / f"{stem}_seg.nii.gz"
+            if seg:
+                outs["dicom_seg"] = folder / f"{stem}_seg.dcm"
+        series = self.series.get(str(source))
+        if series is not None:  # the executor protects the inputs it knows; a series' files are ours to protect
+            files = {p.resolve() for p in series.files}
+            for path in outs.values():
+                if path.resolve() in files:
+                    raise SegsuiteError(f"{path}: an output of {source} would overwrite one of its DICOM files; "
+                                        "choose another --output")
         if options.get("probabilities"):
             outs["probabilities"] = folder / f"{base}_probabilities.nii.gz"
         if options.get("uncertainty"):
@@ -117,11 +164,16 @@ class VolumePipeline(BasePipeline):
         from .run import segment_volume
 
         with warnings_to(context):
-            return segment_volume(context.model, source, outputs, context.options)
+            return segment_volume(context.model, source, outputs, context.options, series=self.series,
+                                  checkpoint=context.checkpoint)
 
     def describe(self, record: Mapping[str, Any]) -> str:
-        labels = Path(record.get("outputs", {}).get("labels", ""))
-        return f"{Path(record['input']).name} -> {labels.name}: " + ", ".join(
+        outs = record.get("outputs", {})
+        written = " + ".join(Path(outs[k]).name for k in ("labels", "dicom_seg") if k in outs)
+        series = record.get("dicom")
+        name = (f"{series['description'] or series['uid']} ({series['slices']} slices)" if series
+                else Path(record["input"]).name)
+        return f"{name} -> {written}: " + ", ".join(
             f"{n} {format_ml(v['volume_ml'])} ({v['components']} part(s))" for n, v in record["classes"].items())
 
     def report_section(self, records: Sequence[Mapping[str, Any]], class_map: "ClassMap",

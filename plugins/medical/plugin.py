@@ -1,4 +1,4 @@
-"""Medical volumes: NIfTI CT/MRI, geometry preserved voxel for voxel."""
+"""Medical volumes: NIfTI or DICOM CT/MRI, geometry preserved voxel for voxel."""
 
 from __future__ import annotations
 
@@ -57,12 +57,20 @@ def synthetic(folder: Path, seed: int = 0) -> Path:
     return make(folder, seed)
 
 
+def synthetic_dicom(folder: Path, seed: int = 0) -> Path:
+    """``segsuite sample medical --format dicom``: phantom CT series (see :func:`.dicom_synthetic.make_dicom_sample`)."""
+    from .dicom_synthetic import make_dicom_sample
+
+    return make_dicom_sample(folder, seed)
+
+
 @hookimpl
 def segsuite_domains() -> list[Domain]:
     return [
         Domain(
             name="medical",
-            description="CT/MRI volumes in NIfTI; label volumes on the input's exact grid, volumes in mL",
+            description="CT/MRI volumes in NIfTI or DICOM series; label volumes (NIfTI or DICOM SEG) on the input's "
+                        "exact grid, volumes in mL",
             spatial_dims=3,
             in_channels=1,
             class_maps={"abdomen": ABDOMEN, "liver": LIVER, "spleen": SPLEEN},
@@ -71,7 +79,9 @@ def segsuite_domains() -> list[Domain]:
             readers={".nii": read_nifti, ".nii.gz": read_nifti},
             dataset_formats={"msd": VOLUMES, "nifti-pairs": VOLUMES},
             synthetic=synthetic,
-            outputs=("{case}_seg.nii.gz label volume on the input grid", "{case}_seg.json volumes in mL",
+            sample_formats={"dicom": synthetic_dicom},
+            outputs=("{case}_seg.nii.gz label volume on the input grid (--format dicom-seg: {case}_seg.dcm, a DICOM SEG)",
+                     "{case}_seg.json volumes in mL",
                      "optional {case}_probabilities.nii.gz and {case}_uncertainty.nii.gz"),
             pipeline=VolumePipeline(),
             sample=SAMPLE,

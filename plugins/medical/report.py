@@ -23,16 +23,26 @@ SLICE_SIDE = 220  # pixels on the long side of each slice picture
 
 
 def _canonical(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """The first volume of a NIfTI file reoriented to RAS (array ``(X, Y, Z)``) and its voxel size in mm,
-    with the geometry the run used (:func:`.io.open_nifti`: a broken sform gives way to the qform)."""
+    """The first volume of a case (a NIfTI file, or a DICOM series by its input name) reoriented to RAS
+    (array ``(X, Y, Z)``) and its voxel size in mm, with the geometry the run used (:func:`.io.open_nifti`:
+    a broken sform gives way to the qform)."""
+    import warnings
+
     import nibabel as nib
 
+    from .inputs import is_nifti, open_case
     from .io import library_messages, open_nifti
     from .preprocess import canonical_transform, canonical_voxel_sizes
 
-    with library_messages():  # the run already said what nibabel has to say about these files
-        nifti = open_nifti(path)
-        data = np.asanyarray(nifti.image.dataobj)
+    if is_nifti(path):
+        with library_messages():  # the run already said what nibabel has to say about these files
+            nifti = open_nifti(path)
+            data = np.asanyarray(nifti.image.dataobj)
+    else:
+        with warnings.catch_warnings():  # the run already gave the series' warnings
+            warnings.simplefilter("ignore")
+            nifti = open_case(path)
+            data = nifti.read().array[0]
     if data.ndim == 4:
         data = data[..., 0]
     transform = canonical_transform(nifti.affine)
@@ -116,12 +126,17 @@ def run_report(records: Sequence[Mapping[str, Any]], class_map: ClassMap, report
     section = ReportSection(domain="medical", title="Medical: organ segmentation of CT volumes", legend=class_map)
     rows = []
     for n, r in enumerate(records):
-        src, seg, record = Path(r["input"]), Path(r["outputs"]["labels"]), Path(r["outputs"]["record"])
-        case = _volume_stem(seg)
+        src, record = Path(r["input"]), Path(r["outputs"]["record"])
+        seg = Path(r["outputs"].get("labels") or r["outputs"]["dicom_seg"])
+        case = record.stem
         for name, v in r["classes"].items():
             rows.append([name, src.name, v["volume_ml"], v["voxels"], v["components"], v["largest_component_ml"]])
-        section.files += [(seg.name, seg), (record.name, record)]
-        if n < max_cases:
+        section.files += [(Path(p).name, Path(p)) for k, p in r["outputs"].items() if k in ("labels", "dicom_seg")]
+        section.files.append((record.name, record))
+        if "labels" not in r["outputs"]:
+            if n < max_cases:
+                section.notes.append(f"{seg.name}: no pictures of a case written only as DICOM SEG (--format both adds them)")
+        elif n < max_cases:
             plain, tinted = slice_pictures(src, {"prediction": seg}, class_map, _window(r))
             section.images.append((f"{src.name}: axial, coronal, sagittal (RAS, radiological view)",
                                    write_preview(plain, report_dir / f"{case}_input.png", max_side=2048)))

@@ -1,12 +1,13 @@
 """One medical case through the model: the per-case work of ``segsuite run medical`` and ``explain medical``.
 
 Per case (one at a time, so memory stays bounded in a batch; the job executor runs the
-batch): read the NIfTI, bring it to the model grid as the model card says (RAS
+batch): read the NIfTI or DICOM series, bring it to the model grid as the model card says (RAS
 reorientation, resampling to the model's spacing, CT window or z-score), run the core's 3D
 sliding window (Gaussian blending, batched windows, AMP on GPU, CPU stitching on GPU
 out-of-memory), optionally average mirrored passes (TTA: 2^3 = 8 network passes per window
 instead of 1), map the class probabilities back to the input's own grid, take the argmax,
-post-process, and write the label volume with the input's exact geometry.
+post-process, and write the label volume with the input's exact geometry (NIfTI, and/or a DICOM
+SEG whose frames are the source series' slices).
 """
 
 from __future__ import annotations
@@ -164,19 +165,29 @@ def run_memory(nifti: Any, model: VolumeModel, options: Mapping[str, Any]) -> in
     return nifti.memory_bytes() + 4 * n * c + max(forward, back)
 
 
-def segment_volume(model: VolumeModel, source: Path, outputs: Mapping[str, Path],
-                   options: Mapping[str, Any]) -> dict[str, Any]:
-    """Segment one NIfTI case and write ``outputs["labels"]`` (and ``probabilities`` / ``uncertainty``
-    when planned) on the input's exact grid; returns the volume report (mL per structure).
+def _dims(volume: Any) -> str:
+    return "x".join(map(str, (*volume.shape, volume.channels) if volume.channels > 1 else volume.shape))
+
+
+def segment_volume(model: VolumeModel, source: Path, outputs: Mapping[str, Path], options: Mapping[str, Any], *,
+                   series: Mapping[str, Any] | None = None, checkpoint: Path | None = None) -> dict[str, Any]:
+    """Segment one case (a NIfTI file or a DICOM series, see :func:`.inputs.open_case`; ``series`` is
+    the job's table of series) and write ``outputs["labels"]`` (NIfTI) and/or ``outputs["dicom_seg"]``
+    (a DICOM SEG referencing the series), and ``probabilities`` / ``uncertainty`` when planned, on the
+    input's exact grid; returns the volume report (mL per structure).
 
     The header is checked and the memory the case needs is planned from it before any voxel is read."""
-    from .io import open_nifti
+    from .dicom import DicomSeries
+    from .inputs import open_case
     from .memory import check_fits
     from .volumes import postprocess, volume_report, voxel_volume_mm3, write_label_volume, write_map_volume
 
     t0 = time.perf_counter()
-    nifti = open_nifti(source)
-    check_fits(source, run_memory(nifti, model, options), f"segmenting its {'x'.join(map(str, nifti.image.shape))} voxels")
+    nifti = open_case(source, series)
+    if options.get("format") == "dicom-seg" and not isinstance(nifti, DicomSeries):
+        raise InputFileError(f"{source}: a DICOM SEG references the DICOM series it segments, and this input is NIfTI; "
+                             "use --format nifti (or both, which writes SEGs for the DICOM inputs only)")
+    check_fits(source, run_memory(nifti, model, options), f"segmenting its {_dims(nifti)} voxels")
     item = nifti.read()
     image = check_volume(item, model.predictor.model.in_channels, model.prep)
     voxel_ml = voxel_volume_mm3(item) / 1000.0  # before the network runs: no voxel size, no volumes
@@ -187,8 +198,21 @@ def segment_volume(model: VolumeModel, source: Path, outputs: Mapping[str, Path]
     min_volume = float(options.get("min_volume") or 0.0)
     if keep_largest or fill_holes or min_volume:
         labels = postprocess(labels, voxel_ml, keep_largest=keep_largest, fill_holes=fill_holes, min_volume_ml=min_volume)
-    write_label_volume(labels, item, outputs["labels"])
+    if "labels" in outputs:
+        write_label_volume(labels, item, outputs["labels"])
     report = volume_report(labels, item, model.predictor.class_map.names)
+    if isinstance(nifti, DicomSeries):
+        first = nifti.headers[0]
+        report["dicom"] = {"uid": nifti.series_uid, "description": str(first.get("SeriesDescription", "") or ""),
+                           "modality": str(first.get("Modality", "") or ""), "slices": len(nifti.files),
+                           "study_uid": str(first.get("StudyInstanceUID", "") or "")}
+    if "dicom_seg" in outputs:
+        from .dicom_seg import model_name, write_dicom_seg
+
+        classes = model.predictor.class_map
+        report["dicom_seg"] = write_dicom_seg(labels, nifti, classes.names, classes.colors, outputs["dicom_seg"],
+                                              model=model_name(model.predictor.card, checkpoint or Path("model")),
+                                              checkpoint=checkpoint)
     if probs is not None:
         write_map_volume(probs, item, outputs["probabilities"])
     if unc is not None:
@@ -210,13 +234,13 @@ def explain_volume(model: VolumeModel, source: Path, cam_path: Path, class_index
 
     from segsuite.core.explain import seg_grad_cam
 
-    from .io import open_nifti
+    from .inputs import open_case
     from .memory import check_fits
     from .preprocess import from_model_grid, labels_from_model_grid, to_model_grid
     from .volumes import write_map_volume
 
-    nifti = open_nifti(source)
-    check_fits(source, run_memory(nifti, model, {}), f"explaining its {'x'.join(map(str, nifti.image.shape))} voxels")
+    nifti = open_case(source)
+    check_fits(source, run_memory(nifti, model, {}), f"explaining its {_dims(nifti)} voxels")
     item = nifti.read()
     image = check_volume(item, model.predictor.model.in_channels, model.prep)
     x, _, grid = to_model_grid(image, item.spatial.affine_array(), model.prep)

@@ -48,7 +48,7 @@ def segsuite_domains() -> list[Domain]:
             spatial_dims=2,
             in_channels=4,
             class_maps={"landcover": LANDCOVER, "loveda": LOVEDA, "water": WATER},
-            default_model=ModelSpec("resunet", {"channels": [16, 32, 64, 128], "num_res_units": 1}),
+            default_model=ModelSpec("bnunet", {"channels": [16, 32, 64, 128]}),
             patch_size=(128, 128),
             readers={".tif": read_geotiff, ".tiff": read_geotiff},
             dataset_formats={"geotiff": DatasetFormat(build=geotiff_windows, detect=_looks_like_geotiff_pairs)},
