@@ -13,8 +13,9 @@ GFLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per 
 convolutions and matrix products only); papers' "GFLOPs" for these networks are multiply-adds,
 so the GMACs column is the one to compare with them (DDRNet-23-slim: 36.3 at 1024x2048).
 
-The machine (CPU model, cores, torch and ONNX Runtime threads) and the load average before and
-after are printed: on a shared machine the figures are only as good as that load. ``--threads``
+The machine (CPU model, cores, torch and ONNX Runtime threads), the load average before and
+after and the CPU share other processes took are printed (``benchmarks/conditions.py``): on a
+shared machine the figures are only as good as that. ``--threads``
 gives PyTorch and ONNX Runtime the same number of threads; on a machine whose cores are busy with
 other work, one thread each measures far more steadily than one per core (threads that wait for
 a core that is not there slow everything down). With a CUDA
@@ -24,8 +25,6 @@ GPU, fp16 and bf16 eager figures are added with the GPU's name.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,25 +39,6 @@ CANDIDATES = (
     ("LR-ASPP MobileNetV3-L", "lraspp_mobilenet_v3", {}),
     ("ResUNet 16-128 (previous default)", *PREVIOUS_DEFAULT),
 )
-
-
-def machine(onnx_threads: int | None) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-
-    return (f"{cpu}, {os.cpu_count()} logical cores; torch {torch.__version__} with {torch.get_num_threads()} threads; "
-            f"onnxruntime {onnxruntime.__version__} with {onnx_threads or 'one per core'} threads")
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)"
 
 
 def checkpoint_of(arch: str, options: dict[str, Any], path: Path) -> Path:
@@ -101,17 +81,23 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    import onnxruntime
+    from conditions import Conditions
+
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    with Conditions(), tempfile.TemporaryDirectory(prefix="segsuite-bench-drv-") as work:
+        print(f"onnxruntime {onnxruntime.__version__} with {args.threads or 'one per core'} threads")
+        measure(args, sizes, Path(work))
+
+
+def measure(args: argparse.Namespace, sizes: list[tuple[int, ...]], work: Path) -> None:
     from segsuite.core.bench import measure_latency
     from segsuite.core.checkpoint import read_card
     from segsuite.core.export import export_model
 
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print(machine(args.threads))
-    print("before:", load())
-    work = Path(tempfile.mkdtemp(prefix="segsuite-bench-drv-"))
     default_card = read_card(args.model).model
-    options = ", ".join(f"{k}={v}" for k, v in default_card.get("options", {}).items())
-    default_label = f"shipped default: {default_card['arch']} ({options})"
+    shown = ", ".join(f"{k}={v}" for k, v in default_card.get("options", {}).items())
+    default_label = f"shipped default: {default_card['arch']} ({shown})"
     models: list[tuple[str, Path]] = [(default_label, Path(args.model))]
     for label, arch, options in CANDIDATES:
         if arch == default_card["arch"] and options == {k: default_card.get("options", {}).get(k) for k in options}:
@@ -151,7 +137,6 @@ def main() -> None:
         print("\nno CUDA GPU here: GPU figures not measured")
 
     video_figures(Path(args.model), onnx_of[default_label], work, quick=args.quick, threads=args.threads)
-    print("after:", load())
 
 
 def video_figures(model: Path, onnx: Path, work: Path, quick: bool, threads: int | None) -> None:
