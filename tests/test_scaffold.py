@@ -87,7 +87,7 @@ def test_scaffolded_plugin_installs_trains_runs_and_passes_its_own_tests(cli, se
     from segsuite.core.checkpoint import read_card
 
     card = read_card(checkpoint)
-    assert card.domain == NAME and card.model["arch"] == "resunet" and card.patch_size == [128, 128]
+    assert card.domain == NAME and card.model["arch"] == "bnunet" and card.patch_size == [128, 128]
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()
