@@ -12,13 +12,13 @@ import torch
 from .errors import SegsuiteError
 
 
-def _model(spec: str, device: torch.device, channels: int, classes: int) -> tuple[Any, str]:
+def _model(spec: str, device: torch.device, channels: int, classes: int, threads: int | None = None) -> tuple[Any, str]:
     if spec.lower().endswith(".onnx"):
         from .export import OnnxSegmentationModel
 
         if device.type != "cpu":
             raise SegsuiteError("an .onnx model runs with ONNX Runtime on the CPU here; use --device cpu")
-        return OnnxSegmentationModel(spec), "onnxruntime"
+        return OnnxSegmentationModel(spec, threads=threads), "onnxruntime"
     if Path(spec).suffix == ".safetensors" or Path(spec).is_file():
         from .checkpoint import load_checkpoint
 
@@ -30,11 +30,13 @@ def _model(spec: str, device: torch.device, channels: int, classes: int) -> tupl
 
 def measure_latency(spec: str, size: tuple[int, int], *, batch: int = 1, device: str = "cpu",
                     precision: Literal["fp32", "fp16", "bf16"] = "fp32", warmup: int = 3, runs: int = 10,
-                    channels: int = 3, classes: int = 19) -> dict[str, Any]:
+                    channels: int = 3, classes: int = 19, onnx_threads: int | None = None) -> dict[str, Any]:
+    """Median and p90 latency of one model at ``size``. ``onnx_threads`` sizes ONNX Runtime's
+    intra-op pool (default: one thread per core); PyTorch's comes from ``torch.set_num_threads``."""
     from .trainer import resolve_device
 
     dev = resolve_device(device)
-    model, runtime = _model(spec, dev, channels, classes)
+    model, runtime = _model(spec, dev, channels, classes, onnx_threads)
     model = model.to(dev).eval()
     from .infer import minimum_input_size
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .aux_loss import supervised_loss
 from .checkpoint import ModelCard, load_checkpoint, load_training_state, save_checkpoint, save_training_state
 from .classmap import ClassMap
 from .errors import SegsuiteError
@@ -443,7 +444,7 @@ class Trainer:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
                     logits = model(x)
-                loss = loss_fn(logits.float(), y)
+                loss = supervised_loss(loss_fn, logits, y)  # main logits + weighted auxiliary heads, if any
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:

@@ -4,18 +4,34 @@ Whatever library builds the network (segmentation-models-pytorch, torchvision, M
 our own SegNet), callers get a :class:`SegmentationModel`: logits of shape
 ``(N, num_classes, *spatial)`` for any input size (inputs are padded up to the network's
 stride and the logits cropped back, so a 500x375 image never raises a shape error), a
-named encoder that can be frozen, and the build arguments for the model card.
+named encoder that can be frozen, and the build arguments for the model card. A network
+that declares ``aux_weights`` (DDRNet) returns :class:`AuxLogits` in training mode, so the
+trainer can weight its auxiliary heads' losses; in eval mode every model returns logits only.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class AuxLogits(NamedTuple):
+    """What a network with auxiliary heads returns in training mode (deep supervision).
+
+    ``logits`` is the main output; ``aux`` are the auxiliary heads' logits, at the input size
+    too; ``weights`` are their loss weights as the architecture's paper gives them (DDRNet: 0.4).
+    :func:`segsuite.core.aux_loss.supervised_loss` combines them; in eval mode, and in every
+    export, the model returns the main logits alone.
+    """
+
+    logits: torch.Tensor
+    aux: tuple[torch.Tensor, ...]
+    weights: tuple[float, ...]
 
 
 class SegmentationModel(nn.Module):
@@ -62,10 +78,17 @@ class SegmentationModel(nn.Module):
         if isinstance(out, dict):  # torchvision segmentation models
             out = out["out"]
         elif isinstance(out, (tuple, list)):  # aux heads
+            weights = tuple(getattr(self.net, "aux_weights", ()))
+            if self.training and weights and len(out) == len(weights) + 1:
+                main, *aux = (self._to_input_size(o, padded, size) for o in out)
+                return AuxLogits(main, tuple(aux), weights)
             out = out[0]
+        return self._to_input_size(out, padded, size)
+
+    def _to_input_size(self, out: torch.Tensor, padded: list[int], size: torch.Size) -> torch.Tensor:
         if tuple(out.shape[2:]) != tuple(padded):
             out = F.interpolate(out, size=padded, mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
-        if any(pads):
+        if tuple(padded) != tuple(size):
             out = out[(..., *[slice(0, s) for s in size])]
         return out
 

