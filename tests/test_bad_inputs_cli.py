@@ -56,7 +56,7 @@ TRAIN_CASES = {
     "patch one number": (["--patch-size", "64"], "give 2 (H,W) or 3 (D,H,W) whole numbers"),
     "patch letters": (["--patch-size", "a,b"], "--patch-size 'a,b': give 2 (H,W) or 3 (D,H,W) whole numbers"),
     "patch 3D for 2D data": (["--patch-size", "32,32,32"], "2D images need 2 sides (H,W)"),
-    "patch below the model's stride": (["--patch-size", "8,8"], "give at least 16 pixels per side"),
+    "patch below the model's stride": (["--patch-size", "4,4"], "give at least 8 pixels per side"),
     "workers negative": (["--workers", "-1"], "--workers -1: must be at least 0"),
     "device tpu": (["--device", "tpu"], "--device tpu: not a device"),
     "device cuda:abc": (["--device", "cuda:abc"], "--device cuda:abc: the GPU index must be a whole number"),

@@ -72,6 +72,8 @@ def test_a_class_predicted_nowhere_is_explained_over_the_whole_image():
     ("segnet", 2, {"widths": [8, 16], "convs": [1, 1]}, "net.classifier:input"),
     ("segnet", 3, {"widths": [4, 8], "convs": [1, 1]}, "net.classifier:input"),
     ("unet", 2, {"encoder": "resnet18"}, "net.segmentation_head.0:input"),
+    ("bnunet", 2, {"channels": [8, 16, 32]}, None),
+    ("bnunet", 3, {"channels": [4, 8, 16]}, None),
     ("fcn", 2, {"encoder": "resnet18"}, "net.encoder.layer2"),  # its head sees 1/32 of the input: the last 1/8 map instead
 ])
 def test_default_layer_for_registry_models_in_2d_and_3d(arch, dims, options, layer):
@@ -79,7 +81,7 @@ def test_default_layer_for_registry_models_in_2d_and_3d(arch, dims, options, lay
     model = build_model(arch, 2, 3, spatial_dims=dims, registry=load_plugins(entry_points=False), **options).eval()
     x = torch.randn(1, 2, *((64, 64) if dims == 2 else (16, 16, 16)))
     info = default_layer(model, x)
-    assert info.name == layer
+    assert layer is None or info.name == layer
     assert all(s * 8 >= n for s, n in zip(info.shape[2:], x.shape[2:]))
     result = seg_grad_cam(model, x, 1)
     assert result.cam.shape == (1, *x.shape[2:])
@@ -139,12 +141,20 @@ def test_explain_cli_writes_heatmap_overlay_and_json(tmp_path, cli):
     assert heat.shape == over.shape == (384, 512, 3)
     # a large scene is explained on its centre crop, and the crop is recorded
     res = cli("explain", "satellite", "--input", SAT / "scene.tif", "--class", "Road", "--output", tmp_path / "crop",
-              "--device", "cpu", "--max-size", "200", "--layer", "net.model.1")
+              "--device", "cpu", "--max-size", "200", "--layer", "net.down.1")
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "crop" / "scene_road_cam.json").read_text())
     assert record["crop"] == [92, 156, 200, 200] and record["size"] == [200, 200]
-    assert record["layer"] == "net.model.1" and record["layer_auto"] is False
-    assert "instance normalisation" in record["caveat"]  # a layer before the head's instance norm
+    assert record["layer"] == "net.down.1" and record["layer_auto"] is False
+    assert "caveat" not in record  # batch norm in eval mode keeps where things are (instance norm would not)
+
+
+def test_a_layer_before_an_instance_norm_gets_a_caveat():
+    torch.manual_seed(0)
+    model = build_model("resunet", 2, 3, registry=load_plugins(entry_points=False), channels=[8, 16, 32],
+                        num_res_units=1).eval()
+    result = seg_grad_cam(model, torch.randn(1, 2, 64, 64), 1, layer="net.model.1")
+    assert result.normalised_after  # the JSON's "caveat" is written from this
 
 
 def test_explain_cli_class_predicted_nowhere(tmp_path, cli):
