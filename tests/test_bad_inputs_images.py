@@ -252,8 +252,8 @@ def _narrower(card):
 @pytest.mark.parametrize("edit, fragment", [
     (_more_names, "names 5 class(es) but the network has 4 output channel(s)"),
     (_fewer_names, "names 3 class(es) but the network has 4 output channel(s)"),
-    (_wrong_shapes, "has shape [4], but architecture 'resunet' as the card describes it needs [5]"),
-    (_narrower, "has shape [16], but architecture 'resunet' as the card describes it needs [8]"),
+    (_wrong_shapes, "has shape [4], but architecture 'bnunet' as the card describes it needs [5]"),
+    (_narrower, "has shape [128, 64, 3, 3], but architecture 'bnunet' as the card describes it needs [64, 32, 3, 3]"),
     (lambda card: json.dumps([card]), "the model card is a JSON array, not an object"),
     (lambda card: "42", "the model card is a JSON number, not an object"),
     (lambda card: json.dumps({**card, "class_map": ["a", "b"]}), "'class_map' is a JSON array"),
@@ -305,6 +305,29 @@ def test_a_tiny_image_is_labelled_like_the_same_colour_at_the_model_minimum():
     from segsuite.core.infer import Predictor
 
     predictor = Predictor.from_checkpoint(MODEL, device="cpu")
+    assert predictor.minimum_size == (1, 1)  # batch norm: any size; the network pads to its stride (8)
+    for value in (40, 128, 230):
+        dot = predictor.probabilities(np.full((1, 1, 1), value, np.uint8))
+        block = predictor.probabilities(np.full((1, 8, 8), value, np.uint8))  # what the dot is padded to
+        assert dot.shape == (1, 4, 1, 1)
+        assert torch.allclose(dot[0, :, 0, 0], block[0, :, 0, 0], atol=1e-5)
+
+
+def _instance_norm_checkpoint(tmp_path):
+    from segsuite.core.checkpoint import ModelCard, save_checkpoint
+    from segsuite.core.classmap import ClassMap
+    from segsuite.core.models import build_model
+
+    model = build_model("resunet", 1, 4, channels=[16, 32, 64, 128], num_res_units=1)
+    path = tmp_path / "instance_norm.safetensors"
+    save_checkpoint(path, model, ModelCard(model=model.card(), class_map=ClassMap(("a", "b", "c", "d")).to_dict()))
+    return path
+
+
+def test_a_tiny_image_is_padded_to_an_instance_norm_model_minimum(tmp_path):
+    from segsuite.core.infer import Predictor
+
+    predictor = Predictor.from_checkpoint(_instance_norm_checkpoint(tmp_path), device="cpu")
     assert predictor.minimum_size == (16, 16)  # a U-Net of stride 8 with instance normalisation
     for value in (40, 128, 230):
         dot = predictor.probabilities(np.full((1, 1, 1), value, np.uint8))
@@ -313,12 +336,13 @@ def test_a_tiny_image_is_labelled_like_the_same_colour_at_the_model_minimum():
         assert torch.allclose(dot[0, :, 0, 0], block[0, :, 0, 0], atol=1e-5)
 
 
-def test_bench_refuses_sizes_below_the_model_minimum(cli):
-    assert_one_line_error(cli("bench", "--model", MODEL, "--size", "1x1", "--runs", "1", "--warmup", "0"),
+def test_bench_refuses_sizes_below_the_model_minimum(cli, tmp_path):
+    model = _instance_norm_checkpoint(tmp_path)
+    assert_one_line_error(cli("bench", "--model", model, "--size", "1x1", "--runs", "1", "--warmup", "0"),
                           "--size 1x1", "at least 16x16")
     assert_one_line_error(cli("bench", "--size", "0x5"), "--size 0x5", "at least 1")
     assert_one_line_error(cli("bench", "--size", "-3x5"), "--size '-3x5'")
-    ok = cli("bench", "--model", MODEL, "--size", "16x16", "--runs", "1", "--warmup", "0")
+    ok = cli("bench", "--model", model, "--size", "16x16", "--runs", "1", "--warmup", "0")
     assert ok.exit_code == 0, ok.stderr
 
 

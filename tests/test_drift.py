@@ -24,7 +24,7 @@ DRIFT = "unlike the model's training data"
 # (driving: the DDRNet of issue #17, hashed as `segsuite train` wrote it, before record_input_stats)
 WEIGHTS = {
     "satellite": "a8c7597c37022bd62f6c2d534743d9576f37f606eb4f5f39a0874ddb07ce3e01",
-    "industrial": "be5769910201418f3a5d86e2f9ca5149c10f8e03de3acc090fe59b2a0f4fe2fa",
+    "industrial": "4fa23445511d9968769e6b2865d75fe01a0d695251c4a7f2835b26dcfbef0c9f",
     "driving": "f8e4d3e5670251eae6e7d09473b345ecf0bbfc6966e4d12286fbea3bd8e972a9",
 }
 
