@@ -35,7 +35,7 @@ RAY_INSTALL = "pip install 'segsuite[ray]'"
 
 ENGINE_HELP = {
     "engine": "local (this process) or ray (Ray actors on a cluster; see docs/cluster.md)",
-    "address": "With --engine ray: the cluster to join, e.g. ray://head:10001 or HOST:6379 "
+    "address": "With --engine ray: the cluster to join: auto (the one this node is part of) or HEAD:6379 "
                "(default: RAY_ADDRESS, else a local cluster started for this job)",
     "workers": "With --engine ray: how many workers (each loads the model once) "
                "[default: one per CPU of the cluster]",

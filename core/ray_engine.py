@@ -35,11 +35,21 @@ from .jobs import InputResult, Job, PlannedInput, _stamp, error_line, one_line, 
 from .pipeline import RunContext
 from .ray_parts import SplitInput, clean_worker_partials
 
-# Quiet and offline unless the user asked otherwise: no usage statistics, no log lines
-# de-duplicated behind our back.
-QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+# Offline unless the user asked otherwise: Ray would report usage statistics.
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 POLL_S = 0.25
 """How long the driver blocks in ``ray.wait`` before Python's signal handlers get a turn."""
+
+
+def quiet_driver(ray: Any) -> None:
+    """Stop Ray printing its error feed (``(raylet) A worker died ...``) on this process's stdout:
+    the executor reports a lost worker's input in its own one line, and the cause stays in Ray's
+    logs on the node. Ray has no public switch for the feed; its listener thread stops when the
+    driver's ``threads_stopped`` event is set (``ray.shutdown`` clears it again)."""
+    stopped = getattr(getattr(getattr(ray, "_private", None), "worker", None), "global_worker", None)
+    event = getattr(stopped, "threads_stopped", None)
+    if event is not None and hasattr(event, "set"):
+        event.set()
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -165,7 +175,7 @@ def plan_workers(nodes: Sequence[Mapping[str, Any]], workers: int | None, gpus: 
     if workers < 1 or fits < workers:
         cpu = sum(n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive", True))
         gpu = sum(n.get("Resources", {}).get("GPU", 0) for n in nodes if n.get("Alive", True))
-        need = f"1 CPU" + (f" and {gpus:g} GPU" if gpus else "")
+        need = "1 CPU" + (f" and {gpus:g} GPU" if gpus else "")
         raise SegsuiteError(f"--workers {workers}: the Ray cluster has room for {fits} worker(s) of {need} "
                             f"({cpu:g} CPUs, {gpu:g} GPUs); ask for fewer workers or add nodes")
     return workers, cpus
@@ -176,7 +186,7 @@ class RayEngine:
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
-        self.started_cluster = False
+        self.joined = False
         self.workers: list[_Worker] = []
         self.peak_rss_mb: list[float] = []
         """Each worker's peak resident memory, read when the job's inputs are done."""
@@ -199,11 +209,12 @@ class RayEngine:
                 workers = self.settings.workers or 0
                 ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **common,
                          **dict(self.settings.ray_init))
+            quiet_driver(ray)
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; each is the user's set-up
             where = f"--address {address}" if address else "a local Ray cluster"
             raise SegsuiteError(f"{where}: cannot start or join Ray ({one_line(str(exc))[:300]}); "
                                 "see docs/cluster.md (ray start --head, --address HOST:6379)") from None
-        self.started_cluster = True
+        self.joined = True  # this engine called ray.init, so it calls ray.shutdown
 
     # -- Engine --------------------------------------------------------------------------
 
@@ -296,9 +307,9 @@ class RayEngine:
         except SegsuiteError:
             return
         self._stop(ray)
-        if self.started_cluster and ray.is_initialized():
+        if self.joined and ray.is_initialized():
             ray.shutdown()
-            self.started_cluster = False
+            self.joined = False
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -255,7 +255,7 @@ def _open_views(stack: contextlib.ExitStack, bands: Sequence[RowBand], grid: _Gr
     import rasterio
 
     def view(files: list[Path], count: int, kind: str) -> Any:
-        parts = [(f, b.row0, b.row1 - b.row0) for f, b in zip(files, bands)]
+        parts = [(f, b.row0, b.row1 - b.row0) for f, b in zip(files, bands, strict=True)]
         return stack.enter_context(rasterio.open(_vrt(parts, grid.width, grid.height, count, kind)))
 
     views = {"classes": view([b.classes for b in bands], 1, dtype)}
