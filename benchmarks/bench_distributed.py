@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from segsuite.core.ray_engine import LOCAL_CLUSTER_ENV, QUIET_ENV, quiet_driver
+
+    for key, value in {**QUIET_ENV, **LOCAL_CLUSTER_ENV}.items():  # as `--engine ray` starts a local cluster
+        os.environ.setdefault(key, value)
     work = args.workdir
     data = {
         "industrial": lambda: sorted(make_industrial(work / "industrial", args.industrial).glob("*.png")),
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__} ({torch.get_num_threads()} threads in the local engine), ray {ray.__version__}")
     t0 = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    quiet_driver(ray)
     print(f"local Ray cluster up in {time.perf_counter() - t0:.1f} s (not counted below)", flush=True)
     report = {}
     try:

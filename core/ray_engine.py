@@ -37,6 +37,10 @@ from .ray_parts import SplitInput, clean_worker_partials
 
 # Offline unless the user asked otherwise: Ray would report usage statistics.
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+LOCAL_CLUSTER_ENV = {"RAY_worker_niceness": "0"}
+"""For a cluster segsuite starts itself: Ray runs its workers at niceness 15 by default, so on a
+shared machine they would yield to everything else while the local engine runs at the user's
+priority; the workers get the command's priority instead."""
 POLL_S = 0.25
 """How long the driver blocks in ``ray.wait`` before Python's signal handlers get a turn."""
 
@@ -206,6 +210,8 @@ class RayEngine:
             if address:
                 ray.init(address=address, **common)
             else:
+                for key, value in LOCAL_CLUSTER_ENV.items():
+                    os.environ.setdefault(key, value)
                 workers = self.settings.workers or 0
                 ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **common,
                          **dict(self.settings.ray_init))
@@ -256,8 +262,9 @@ class RayEngine:
         for item in todo:
             split = splits.get(item.source)
             queue.extend([_Unit(item, i) for i in range(len(split.parts))] if split else [_Unit(item)])
-        parts_total = sum(len(s.parts) for s in splits.values())
-        parts_done = 0
+        # the sub-progress of split inputs, in the parts' own units when they have them (a band's windows)
+        weight = {(src, i): int(getattr(part, "windows", 1)) for src, s in splits.items() for i, part in enumerate(s.parts)}
+        parts_total, parts_done = sum(weight.values()), 0
         idle = list(self.workers)
         pending: dict[Any, tuple[_Worker, _Unit, float]] = {}
         try:
@@ -286,7 +293,7 @@ class RayEngine:
                         continue
                     split = splits[unit.item.source]
                     split.finished(unit.part, *self._part_outcome(ray, ref, worker, unit.item))
-                    parts_done += 1
+                    parts_done += weight[(unit.item.source, unit.part)]
                     if progress is not None and parts_total:
                         progress(parts_done, parts_total)
                     if split.complete:

@@ -91,7 +91,7 @@ def plan_bands(height: int, width: int, options: TileOptions, workers: int,
         count = min(workers, rows // (halo + 1))
     if count < 2:
         return None
-    edges = [round(k * rows / count) for k in range(count + 1)]
+    edges = [k * rows // count for k in range(count + 1)]  # strictly increasing: count <= rows
     return [(halo_start(ys, own, window), own, end) for own, end in zip(edges, edges[1:])]
 
 
