@@ -46,14 +46,21 @@ POLL_S = 0.25
 
 
 def quiet_driver(ray: Any) -> None:
-    """Stop Ray printing its error feed (``(raylet) A worker died ...``) on this process's stdout:
-    the executor reports a lost worker's input in its own one line, and the cause stays in Ray's
-    logs on the node. Ray has no public switch for the feed; its listener thread stops when the
-    driver's ``threads_stopped`` event is set (``ray.shutdown`` clears it again)."""
-    stopped = getattr(getattr(getattr(ray, "_private", None), "worker", None), "global_worker", None)
-    event = getattr(stopped, "threads_stopped", None)
-    if event is not None and hasattr(event, "set"):
-        event.set()
+    """Send Ray's error feed (``(raylet) A worker died ...``, printed on stdout by a thread of the
+    driver) to the ``segsuite.ray`` logger at debug level instead: the executor reports a lost
+    worker's input in its own one line, and the cause stays in Ray's logs on the node. Ray has no
+    public switch for the feed (``log_to_driver=False`` covers only the workers' output), so its
+    printing function is replaced; called only in a process where segsuite started Ray."""
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    if module is None or not callable(getattr(module, "print_to_stdstream", None)):
+        return
+    log = logging.getLogger("segsuite.ray")
+
+    def to_log(data: Mapping[str, Any], *_args: Any, **_kwargs: Any) -> None:
+        for line in data.get("lines", ()):
+            log.debug("%s: %s", data.get("pid"), line)
+
+    module.print_to_stdstream = to_log
 
 
 def _portable(exc: BaseException) -> BaseException:
