@@ -63,6 +63,19 @@ def quiet_driver(ray: Any) -> None:
     module.print_to_stdstream = to_log
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody answers on is a one-line error now: Ray's own
+    client would retry for minutes, printing its connection warnings meanwhile."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and the like: Ray resolves them and says what is wrong
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SegsuiteError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
+                            "with `ray start --head` or check the address (docs/cluster.md)") from None
+
+
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` when it survives pickling (Ray sends it to the driver), else a SegsuiteError
     (user's errors) or RuntimeError (bugs) carrying its one-line text."""
@@ -213,6 +226,8 @@ class RayEngine:
             os.environ.setdefault(key, value)
         address = self.settings.address or os.environ.get("RAY_ADDRESS") or None
         common = {"logging_level": logging.ERROR, "log_to_driver": False}
+        if address:
+            _check_reachable(address)
         try:
             if address:
                 ray.init(address=address, **common)

@@ -434,6 +434,18 @@ def test_engine_options_are_checked_before_any_input_is_read(cli, tmp_path, args
     assert_one_line_error(result, fragment)
 
 
+def test_an_address_nobody_answers_on_is_a_one_line_error(tmp_path, segsuite_proc):
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    scene = _big_scene(tmp_path / "s.tif", size=64, seed=17)
+    result = segsuite_proc("tile", scene, "--engine", "ray", "--address", f"127.0.0.1:{port}", env=QUIET)
+    assert_one_line_error(result, f"--address 127.0.0.1:{port}: no Ray cluster answers there")
+    assert not (tmp_path / "s_classes.tif").exists()
+
+
 def test_row_bands_only_with_ray(cli, tmp_path):
     scene = _big_scene(tmp_path / "s.tif", size=64, seed=15)
     assert_one_line_error(cli("tile", scene, "--row-bands", "2"), "--row-bands only applies to --engine ray")
