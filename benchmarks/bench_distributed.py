@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from segsuite.core.ray_engine import LOCAL_CLUSTER_ENV, QUIET_ENV, quiet_driver
+    from segsuite.core.ray_cluster import LOCAL_CLUSTER_ENV, QUIET_ENV, quiet_driver
 
     for key, value in {**QUIET_ENV, **LOCAL_CLUSTER_ENV}.items():  # as `--engine ray` starts a local cluster
         os.environ.setdefault(key, value)

@@ -16,7 +16,6 @@ shared mount such as NFS). Nothing but paths, options and records crosses the ne
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import pickle
 import socket
@@ -33,47 +32,11 @@ from .engines import EngineSettings, PipelineRecipe, SplitsInputs, require_ray
 from .errors import SegsuiteError
 from .jobs import InputResult, Job, PlannedInput, _stamp, error_line, one_line, run_unit
 from .pipeline import RunContext
+from .ray_cluster import connect, plan_workers
 from .ray_parts import SplitInput, clean_worker_partials
 
-# Offline unless the user asked otherwise: Ray would report usage statistics.
-QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
-LOCAL_CLUSTER_ENV = {"RAY_worker_niceness": "0"}
-"""For a cluster segsuite starts itself: Ray runs its workers at niceness 15 by default, so on a
-shared machine they would yield to everything else while the local engine runs at the user's
-priority; the workers get the command's priority instead."""
 POLL_S = 0.25
 """How long the driver blocks in ``ray.wait`` before Python's signal handlers get a turn."""
-
-
-def quiet_driver(ray: Any) -> None:
-    """Send Ray's error feed (``(raylet) A worker died ...``, printed on stdout by a thread of the
-    driver) to the ``segsuite.ray`` logger at debug level instead: the executor reports a lost
-    worker's input in its own one line, and the cause stays in Ray's logs on the node. Ray has no
-    public switch for the feed (``log_to_driver=False`` covers only the workers' output), so its
-    printing function is replaced; called only in a process where segsuite started Ray."""
-    module = getattr(getattr(ray, "_private", None), "worker", None)
-    if module is None or not callable(getattr(module, "print_to_stdstream", None)):
-        return
-    log = logging.getLogger("segsuite.ray")
-
-    def to_log(data: Mapping[str, Any], *_args: Any, **_kwargs: Any) -> None:
-        for line in data.get("lines", ()):
-            log.debug("%s: %s", data.get("pid"), line)
-
-    module.print_to_stdstream = to_log
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody answers on is a one-line error now: Ray's own
-    client would retry for minutes, printing its connection warnings meanwhile."""
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return  # "auto" and the like: Ray resolves them and says what is wrong
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise SegsuiteError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
-                            "with `ray start --head` or check the address (docs/cluster.md)") from None
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -173,38 +136,6 @@ class _Worker:
     pids: set[int] = field(default_factory=set)
 
 
-def worker_slots(nodes: Sequence[Mapping[str, Any]], cpus: float, gpus: float) -> int:
-    """How many workers of ``cpus`` CPUs and ``gpus`` GPUs fit on the alive ``nodes``."""
-    total = 0
-    for node in nodes:
-        if not node.get("Alive", True):
-            continue
-        res = node.get("Resources", {})
-        fit = int(res.get("CPU", 0) // cpus) if cpus > 0 else 10**6
-        if gpus > 0:
-            fit = min(fit, int(res.get("GPU", 0) // gpus))
-        total += fit
-    return total
-
-
-def plan_workers(nodes: Sequence[Mapping[str, Any]], workers: int | None, gpus: float) -> tuple[int, int]:
-    """``(workers, CPUs per worker)``: as many CPUs each as still lets every worker fit (a worker's
-    torch threads use them), at least one; without ``workers``, one per CPU (or GPU share)."""
-    if workers is None:
-        workers = worker_slots(nodes, 1, gpus)
-    cpus = 1
-    while worker_slots(nodes, cpus + 1, gpus) >= workers:
-        cpus += 1
-    fits = worker_slots(nodes, 1, gpus)
-    if workers < 1 or fits < workers:
-        cpu = sum(n.get("Resources", {}).get("CPU", 0) for n in nodes if n.get("Alive", True))
-        gpu = sum(n.get("Resources", {}).get("GPU", 0) for n in nodes if n.get("Alive", True))
-        need = "1 CPU" + (f" and {gpus:g} GPU" if gpus else "")
-        raise SegsuiteError(f"--workers {workers}: the Ray cluster has room for {fits} worker(s) of {need} "
-                            f"({cpu:g} CPUs, {gpu:g} GPUs); ask for fewer workers or add nodes")
-    return workers, cpus
-
-
 class RayEngine:
     """Runs a job's inputs in Ray actors (see the module docstring); a :class:`~segsuite.core.jobs.Engine`."""
 
@@ -219,31 +150,6 @@ class RayEngine:
 
     # -- cluster -------------------------------------------------------------------------
 
-    def _connect(self, ray: Any) -> None:
-        if ray.is_initialized():  # an application (or a test session) already joined one
-            return
-        for key, value in QUIET_ENV.items():
-            os.environ.setdefault(key, value)
-        address = self.settings.address or os.environ.get("RAY_ADDRESS") or None
-        common = {"logging_level": logging.ERROR, "log_to_driver": False}
-        if address:
-            _check_reachable(address)
-        try:
-            if address:
-                ray.init(address=address, **common)
-            else:
-                for key, value in LOCAL_CLUSTER_ENV.items():
-                    os.environ.setdefault(key, value)
-                workers = self.settings.workers or 0
-                ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **common,
-                         **dict(self.settings.ray_init))
-            quiet_driver(ray)
-        except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; each is the user's set-up
-            where = f"--address {address}" if address else "a local Ray cluster"
-            raise SegsuiteError(f"{where}: cannot start or join Ray ({one_line(str(exc))[:300]}); "
-                                "see docs/cluster.md (ray start --head, --address HOST:6379)") from None
-        self.joined = True  # this engine called ray.init, so it calls ray.shutdown
-
     # -- Engine --------------------------------------------------------------------------
 
     def prepare(self, job: Job, warn: Callable[[str], None]) -> None:
@@ -251,7 +157,7 @@ class RayEngine:
         a model problem is the same one-line error the local engine gives."""
         ray = require_ray()
         self._warn = warn
-        self._connect(ray)
+        self.joined = connect(ray, self.settings) or self.joined
         count, cpus = plan_workers(ray.nodes(), self.settings.workers, self.settings.gpus_per_worker)
         recipe = job.recipe if job.recipe is not None else job.pipeline
         remote = ray.remote(UnitWorker).options(

@@ -46,7 +46,7 @@ def ray_cluster():
 
     for key, value in QUIET.items():
         os.environ.setdefault(key, value)
-    from segsuite.core.ray_engine import quiet_driver
+    from segsuite.core.ray_cluster import quiet_driver
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
              object_store_memory=128 * 1024 * 1024)
@@ -461,7 +461,7 @@ def test_more_workers_than_the_cluster_holds_is_a_one_line_error(cli, ray_cluste
 
 
 def test_worker_plan_fits_cpus_and_gpu_shares_on_each_node():
-    from segsuite.core.ray_engine import plan_workers
+    from segsuite.core.ray_cluster import plan_workers
 
     nodes = [{"Alive": True, "Resources": {"CPU": 8, "GPU": 1}}, {"Alive": True, "Resources": {"CPU": 4}},
              {"Alive": False, "Resources": {"CPU": 64}}]
