@@ -6,7 +6,7 @@
 Jobs (data made by the plugins' committed generators, once, under --workdir):
 
 * ``industrial``: 48 grey parts of 1024², ``segsuite run industrial``;
-* ``medical``: 6 CT-like phantoms, ``segsuite run medical``;
+* ``medical``: 6 CT-like phantoms (1 x 1 x 2 mm voxels, about 320 x 240 x 100), ``segsuite run medical``;
 * ``satellite``: one 8192² 4-band scene, ``segsuite tile`` (tile 512, overlap 64); with two
   workers the scene is split into two bands of rows.
 
@@ -48,13 +48,18 @@ def make_industrial(folder: Path, n: int) -> Path:
     return images
 
 
-def make_medical(folder: Path, n: int) -> Path:
-    from segsuite.plugins.medical.synthetic import make_phantom_dataset
+def make_medical(folder: Path, n: int, spacing: tuple[float, float, float] = (1.0, 1.0, 2.0)) -> Path:
+    """``n`` phantoms on a CT-like grid (the generator's default grid is 4-7 mm, a few hundred
+    thousand voxels: far too small to time an engine with)."""
+    import numpy as np
+
+    from segsuite.plugins.medical.synthetic import write_case
 
     images = folder / "imagesTr"
     if len(list(images.glob("*.nii.gz"))) != n:
         shutil.rmtree(folder, ignore_errors=True)
-        make_phantom_dataset(folder, n=n, seed=22)
+        for i in range(n):
+            write_case(images / f"ct_{i:03d}.nii.gz", None, np.random.default_rng([22, i]), spacing=spacing)
     return images
 
 
