@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from segsuite.core.engines import ENGINE_HELP
+
 from .app import debug_enabled
-from .common import domain, execute_job, expand_inputs, not_implemented, require_path
+from .common import domain, engine_settings, execute_job, expand_inputs, not_implemented, require_path
 
 
 def explain(
@@ -23,6 +25,10 @@ def explain(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose outputs are all there already")] = False,
     allow_domain_mismatch: Annotated[bool, typer.Option("--allow-domain-mismatch", help="Explain with a model whose card names another domain (refused by default)")] = False,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP["engine"])] = "local",
+    address: Annotated[Optional[str], typer.Option(help=ENGINE_HELP["address"])] = None,
+    workers: Annotated[Optional[int], typer.Option(help=ENGINE_HELP["workers"])] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help=ENGINE_HELP["gpus_per_worker"])] = None,
 ) -> None:
     """Explain one class's segmentation with Seg-Grad-CAM: a heatmap, an overlay and a JSON per input.
 
@@ -32,11 +38,12 @@ def explain(
     The JSON gives the layer and the share of the map inside the predicted region. Runs as a job:
     a failed input is listed in summary.json and the others go on (exit status 2).
     """
+    from segsuite.core.engines import PipelineRecipe
     from segsuite.core.errors import SegsuiteError
-    from segsuite.core.image_pipeline import ImageExplainPipeline
     from segsuite.core.jobs import Job
-    from segsuite.core.pipeline import Explains, check_options
+    from segsuite.core.pipeline import check_options
 
+    settings = engine_settings(engine, address, workers, gpus_per_worker)
     dom = domain(domain_name)
     if input is None:
         raise typer.BadParameter("--input is required")
@@ -51,13 +58,7 @@ def explain(
         raise SegsuiteError(f"{model}: explanations need the model's gradients; pass the .safetensors checkpoint, "
                             "not an ONNX export")
     class_name = _model_class_name(model, class_name, dom.name, allow_domain_mismatch)
-    if isinstance(dom.pipeline, Explains):  # the domain explains its own inputs (e.g. volumes on their grid)
-        pipeline = dom.pipeline.explainer(class_name, layer)
-    elif dom.spatial_dims == 2:
-        pipeline = ImageExplainPipeline(class_name, layer, reader=lambda p: dom.reader_for(p)(p),
-                                        suffixes=tuple(dom.readers), name=dom.name)
-    else:
-        raise not_implemented("explain", f"explaining {dom.name} ({dom.spatial_dims}D) inputs")
+    pipeline = explain_pipeline(dom.name, class_name, layer)
     declared = {o.name for o in pipeline.options}
     given = {"max_size": max_size} if "max_size" in declared else {}
     if "max_size" not in declared and max_size != 1024:
@@ -65,8 +66,24 @@ def explain(
     options = check_options(pipeline.options, given)
     inputs = expand_inputs(input, pipeline.suffixes or tuple(dom.readers))
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output, options=options, device=device,
-              skip_existing=skip_existing, command=f"explain {dom.name}")
-    execute_job(job, debug=debug_enabled(ctx), what="explaining")
+              skip_existing=skip_existing, command=f"explain {dom.name}",
+              recipe=PipelineRecipe("segsuite.cli.explain:explain_pipeline", (dom.name, class_name, layer)))
+    execute_job(job, debug=debug_enabled(ctx), what="explaining", engine=settings)
+
+
+def explain_pipeline(domain_name: str, class_name: str, layer: str | None) -> Any:
+    """The pipeline ``segsuite explain DOMAIN --class NAME`` runs (the domain's own explainer, or
+    the core's 2D one with the domain's readers); also how a Ray worker rebuilds it."""
+    from segsuite.core.image_pipeline import ImageExplainPipeline
+    from segsuite.core.pipeline import Explains
+
+    dom = domain(domain_name)
+    if isinstance(dom.pipeline, Explains):  # the domain explains its own inputs (e.g. volumes on their grid)
+        return dom.pipeline.explainer(class_name, layer)
+    if dom.spatial_dims == 2:
+        return ImageExplainPipeline(class_name, layer, reader=lambda p: dom.reader_for(p)(p),
+                                    suffixes=tuple(dom.readers), name=dom.name)
+    raise not_implemented("explain", f"explaining {dom.name} ({dom.spatial_dims}D) inputs")
 
 
 def _model_class_name(model: Path, name: str, domain_name: str, allow_mismatch: bool) -> str:

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from .common import card_of, domain, execute_job, not_implemented, require_path
+from segsuite.core.engines import ENGINE_HELP
+
+from .common import card_of, domain, engine_settings, execute_job, not_implemented, require_path
 
 COMMON_HELP = {
     "input": "File, folder (searched recursively) or glob; repeat --input for several",
@@ -29,7 +31,9 @@ COMMON_HELP = {
     "runtime": "torch, or onnx (ONNX Runtime on the CPU; --model must be a segsuite .onnx export)",
     "skip_existing": "Skip inputs whose outputs are all there already (resume an interrupted batch)",
     "allow_domain_mismatch": "Run a model whose card names another domain than this command's (refused by default)",
+    **ENGINE_HELP,
 }
+ENGINE_DEFAULTS = {"engine": "local", "address": None, "workers": None, "gpus_per_worker": None}
 
 
 def _common_parameters() -> list[inspect.Parameter]:
@@ -46,6 +50,10 @@ def _common_parameters() -> list[inspect.Parameter]:
         opt("runtime", str, "torch", "--runtime"),
         opt("skip_existing", bool, False, "--skip-existing"),
         opt("allow_domain_mismatch", bool, False, "--allow-domain-mismatch"),
+        opt("engine", str, "local", "--engine"),
+        opt("address", Optional[str], None, "--address"),
+        opt("workers", Optional[int], None, "--workers"),
+        opt("gpus_per_worker", Optional[float], None, "--gpus-per-worker"),
     ]
 
 
@@ -95,6 +103,7 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
 
     if params.get("input") is None:
         raise SegsuiteError("--input is required (a file, folder or glob)")
+    engine = engine_settings(*(params.get(k) for k in ENGINE_DEFAULTS))
     common = {p.name for p in _common_parameters()}
     given = {k: v for k, v in params.items() if k not in common and v is not None}
     options = check_options(pipeline.options, given)  # before any input is read
@@ -120,11 +129,20 @@ def run_domain(dom: Any, pipeline: Any, params: dict[str, Any], debug: bool) -> 
     name = dom.name if dom is not None else None
     card = card_of(model)  # the model must suit the command before any input is read
     card.check_domain(name, model, allow=bool(params.get("allow_domain_mismatch")))
+    from segsuite.core.engines import PipelineRecipe
+
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=Path(model), output=params.get("output"), options=options,
               device=params.get("device") or "auto", skip_existing=bool(params.get("skip_existing")),
-              command=f"run {name}" if name else "run")
+              command=f"run {name}" if name else "run",
+              recipe=PipelineRecipe("segsuite.cli.run:pipeline_for_domain", (name,)))
     execute_job(job, report=params.get("report"), class_map=card.classes if params.get("report") is not None else None,
-                title=f"segsuite run {name or ''}".strip(), debug=debug)
+                title=f"segsuite run {name or ''}".strip(), debug=debug, engine=engine)
+
+
+def pipeline_for_domain(name: str | None) -> Any:
+    """The pipeline ``segsuite run NAME`` uses (``None``: the core's 2D image pipeline), built from
+    the plugin registry: how a Ray worker rebuilds a ``run`` job's pipeline."""
+    return _pipeline_for(domain(name))
 
 
 def _debug(ctx: Any) -> bool:
@@ -170,7 +188,7 @@ def build_run_app(registry: Any) -> typer.Typer:
 
     def generic(ctx: typer.Context, **params: Any) -> None:
         if ctx.invoked_subcommand is not None:
-            given = [k for k, v in params.items() if v not in (None, False, "auto", "torch")]
+            given = [k for k, v in params.items() if v not in (None, False, "auto", "torch") and ENGINE_DEFAULTS.get(k, ...) != v]
             if given:
                 from segsuite.core.errors import SegsuiteError
 

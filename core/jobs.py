@@ -15,7 +15,8 @@ Expanding and planning live in :mod:`segsuite.core.planning` (re-exported here).
    folder. An output that resolves (through ``..`` or symlinks) to an input or to the
    checkpoint stops the job before anything is written.
 3. **Run** each input through the engine (:class:`LocalEngine`: in this process, the model
-   loaded once). Any exception from one input marks that input failed with one line on
+   loaded once; :class:`segsuite.core.ray_engine.RayEngine`: in Ray actors that each load it
+   once, chosen with :func:`segsuite.core.engines.make_engine`). Any exception from one input marks that input failed with one line on
    stderr (the traceback goes to ``segsuite.log`` in the job folder, and to the terminal
    with ``--debug``), removes the files that input had started, and the job goes on.
 4. **Summarise**: ``summary.json`` and ``summary.csv`` in the job folder, one entry per
@@ -89,6 +90,9 @@ class Job:
     device: str = "auto"
     skip_existing: bool = False
     command: str = "run"
+    recipe: Any = None
+    """How a worker process rebuilds ``pipeline`` (a :class:`segsuite.core.engines.PipelineRecipe`);
+    ``None``: engines that need one send the pipeline object itself (it must pickle)."""
 
 
 @dataclass
@@ -141,9 +145,12 @@ def error_line(source: Path, exc: BaseException) -> str:
     return message
 
 
-def run_unit(pipeline: Pipeline, item: PlannedInput, context: RunContext) -> InputResult:
+def run_unit(pipeline: Pipeline, item: PlannedInput, context: RunContext,
+             produce: Callable[[], Mapping[str, Any]] | None = None) -> InputResult:
     """One input through ``pipeline``: the unit every engine executes. Never raises for the
-    input's own errors; an interruption removes the input's new files and propagates."""
+    input's own errors; an interruption removes the input's new files and propagates.
+    ``produce`` writes the outputs and returns the record in place of ``pipeline.run_one``
+    (a distributed engine joining an input's parts)."""
     from .io import write_json
 
     before = {k: _stamp(p) for k, p in item.outputs.items()}
@@ -160,7 +167,7 @@ def run_unit(pipeline: Pipeline, item: PlannedInput, context: RunContext) -> Inp
     try:
         for p in item.outputs.values():
             p.parent.mkdir(parents=True, exist_ok=True)
-        record = dict(pipeline.run_one(item.source, item.outputs, context))
+        record = dict(produce() if produce is not None else pipeline.run_one(item.source, item.outputs, context))
         record.setdefault("input", str(item.source))
         record["outputs"] = {k: str(p) for k, p in item.outputs.items()}
         record["job_options"] = _jsonable_options(context.options)
@@ -199,12 +206,15 @@ def _suppress_os() -> Iterator[None]:
 class Engine(Protocol):
     """Runs a job's planned inputs: ``prepare`` loads what every input needs (before any output
     folder is made, so a refused model leaves nothing behind), ``execute`` hands each result to
-    ``done`` as it finishes."""
+    ``done`` as it finishes, ``close`` releases what ``prepare`` took (always called, also after
+    an error or an interruption)."""
 
     def prepare(self, job: Job, warn: Callable[[str], None]) -> None: ...
 
     def execute(self, job: Job, todo: Sequence[PlannedInput], done: Callable[[InputResult], None],
                 progress: Callable[[int, int], None] | None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class LocalEngine:
@@ -226,6 +236,9 @@ class LocalEngine:
         context.progress = progress
         for item in todo:
             done(run_unit(job.pipeline, item, context))
+
+    def close(self) -> None:
+        self._context = None  # the model goes with it
 
 
 def _read_record(item: PlannedInput) -> dict[str, Any] | None:
@@ -341,9 +354,19 @@ def _signals_raise() -> Iterator[None]:
 
 def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | None = None,
             what: str = "segmenting") -> JobResult:
-    """Plan, run, isolate failures, summarise. See the module docstring for the rules."""
+    """Plan, run, isolate failures, summarise. See the module docstring for the rules.
+    ``engine`` (default: :class:`LocalEngine`) is closed when the job ends, however it ends."""
     console = console or JobConsole()
     engine = engine or LocalEngine()
+    try:
+        return _run_job(job, console, engine, what)
+    finally:
+        close = getattr(engine, "close", None)  # an engine written before close() existed has nothing to release
+        if close is not None:
+            close()
+
+
+def _run_job(job: Job, console: JobConsole, engine: Engine, what: str) -> JobResult:
     plan = plan_job(job.pipeline, job.inputs, job.output, job.options, job.checkpoint)
     results: dict[Path, InputResult] = {}
     todo = []
@@ -424,7 +447,7 @@ def run_job(job: Job, *, console: JobConsole | None = None, engine: Engine | Non
 
 
 def run_and_report(job: Job, *, report: Path | None = None, class_map: Any = None, title: str = "",
-                   console: JobConsole | None = None, what: str = "segmenting") -> JobResult:
+                   console: JobConsole | None = None, what: str = "segmenting", engine: Engine | None = None) -> JobResult:
     """:func:`run_job`, then the closing line and ``--report``'s page (the pipeline's section);
     what every batch command does. The caller exits with ``result.exit_code``."""
     console = console or JobConsole()
@@ -432,7 +455,7 @@ def run_and_report(job: Job, *, report: Path | None = None, class_map: Any = Non
         from .report import check_report_folder
 
         check_report_folder(report)
-    result = run_job(job, console=console, what=what)
+    result = run_job(job, console=console, what=what, engine=engine)
     ok = sum(r.status == "ok" for r in result.results)
     skipped = sum(r.status == "skipped" for r in result.results)
     if not result.interrupted and ok + skipped:

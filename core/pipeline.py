@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 _OPTION_TYPES = (bool, int, float, str, Path)
 # Options every `segsuite run` command has; a pipeline cannot declare them again.
-COMMON_OPTIONS = frozenset({"input", "model", "output", "device", "runtime", "report", "skip_existing", "help"})
+COMMON_OPTIONS = frozenset({"input", "model", "output", "device", "runtime", "report", "skip_existing", "help",
+                            "engine", "address", "workers", "gpus_per_worker"})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from segsuite.core.engines import ENGINE_HELP
+
 from .pipeline import OPTIONS
 
 HELP = {o.name: o.help for o in OPTIONS}  # `tile` and `segsuite run satellite` say the same
@@ -47,6 +49,11 @@ def tile(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (scene previews, classes, areas) into this folder")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip scenes whose outputs are all there already (resume an interrupted batch)")] = False,
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP["engine"])] = "local",
+    address: Annotated[Optional[str], typer.Option(help=ENGINE_HELP["address"])] = None,
+    workers: Annotated[Optional[int], typer.Option(help=ENGINE_HELP["workers"])] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help=ENGINE_HELP["gpus_per_worker"])] = None,
+    row_bands: Annotated[Optional[int], typer.Option(help=ENGINE_HELP["row_bands"])] = None,
 ) -> None:
     """Segment GeoTIFF scenes window by window into seamless, georeferenced class rasters.
 
@@ -55,8 +62,11 @@ def tile(
     all-nodata windows are skipped), and writes a tiled, compressed GeoTIFF/COG with the
     input's CRS and transform, a colour table and overviews, plus a JSON summary with the
     area of every class. A scene that fails is reported and the others go on (exit status 2);
-    summary.json lists every scene. The same as `segsuite run satellite`.
+    summary.json lists every scene. The same as `segsuite run satellite`. With --engine ray the
+    scenes run on Ray workers, and a scene can be split into bands of rows between them
+    (docs/cluster.md); the output is the same.
     """
+    from segsuite.core.engines import EngineSettings, PipelineRecipe, make_engine
     from segsuite.core.errors import SegsuiteError
     from segsuite.core.jobs import Job, JobConsole, expand_inputs, require_path, run_and_report
     from segsuite.core.pipeline import check_options
@@ -70,6 +80,8 @@ def tile(
              "min_area": min_area, "simplify": simplify}
     options = check_options(pipeline.options, given)
     tile_options(options)  # --overlap against --tile, before any input is read
+    settings = EngineSettings(kind=engine, address=address, workers=workers,  # type: ignore[arg-type]
+                              gpus_per_worker=float(gpus_per_worker or 0.0), row_bands=row_bands)
     if report is not None:
         from segsuite.core.report import check_report_folder
 
@@ -79,12 +91,13 @@ def tile(
         raise SegsuiteError(f"--vector {vector}: polygonise one scene at a time")
     checkpoint = require_path(model or default_checkpoint("satellite"), "checkpoint (--model)", kind="file")
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=checkpoint, output=output, options=options, device=device,
-              skip_existing=skip_existing, command="tile")
+              skip_existing=skip_existing, command="tile",
+              recipe=PipelineRecipe("segsuite.plugins.satellite.pipeline:TilingPipeline"))
     from segsuite.core.checkpoint import card_of
 
     result = run_and_report(job, report=report, class_map=card_of(checkpoint).classes if report is not None else None,
                             title=f"segsuite tile: {len(inputs)} scene(s)", console=JobConsole(debug=_debug(ctx)),
-                            what="tiling")
+                            what="tiling", engine=make_engine(settings))
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

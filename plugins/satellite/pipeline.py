@@ -84,6 +84,16 @@ def tile_options(options: Mapping[str, Any]) -> "TileOptions":
                        uncertainty=value("uncertainty"))
 
 
+def _add_vector(record: dict[str, Any], outputs: Mapping[str, Path], class_map: Any, options: Mapping[str, Any]) -> None:
+    """``--vector``: polygonise the finished class raster (one process or joined bands alike)."""
+    if "vector" in outputs:
+        from .vector import polygonize
+
+        record["vector"] = polygonize(outputs["classes"], outputs["vector"], class_map,
+                                      min_area=float(options.get("min_area") or 0.0),
+                                      simplify=float(options.get("simplify") or 0.0))
+
+
 class TilingPipeline(BasePipeline):
     """Per scene: the class GeoTIFF (the scene's CRS, transform and nodata; colour table; COG),
     its JSON record (pixels and area per class), and the rasters and polygons asked for."""
@@ -125,13 +135,38 @@ class TilingPipeline(BasePipeline):
         record = tile_raster(source, predictor, outputs["classes"], tile_options(options), progress=context.progress,
                              warn=context.warn, probabilities=outputs.get("probabilities"),
                              uncertainty=outputs.get("uncertainty"))
-        if "vector" in outputs:
-            from .vector import polygonize
-
-            record["vector"] = polygonize(outputs["classes"], outputs["vector"], predictor.class_map,
-                                          min_area=float(options.get("min_area") or 0.0),
-                                          simplify=float(options.get("simplify") or 0.0))
+        _add_vector(record, outputs, predictor.class_map, options)
         return {**record, **drift}
+
+    # -- SplitsInputs (segsuite.core.engines): one scene shared between Ray workers, see .bands --
+
+    def split(self, item: Any, options: Mapping[str, Any], workers: int, requested: int | None) -> Any:
+        from .bands import split_scene
+
+        return split_scene(item.source, item.outputs, tile_options(options), workers, requested)
+
+    def run_part(self, part: Any, context: RunContext) -> dict[str, Any]:
+        from .bands import run_band
+        from .drift import check_scene
+
+        options = tile_options(context.options)
+        drift = check_scene(getattr(context.model, "card", None), part.source, options, context.warn) if part.index == 0 else {}
+        return {**run_band(part, context.model, options, context.warn), "drift": drift}
+
+    def join(self, item: Any, parts: Sequence[Any], results: Sequence[Mapping[str, Any]],
+             context: RunContext) -> dict[str, Any]:
+        from .bands import join_bands
+
+        outputs = item.outputs
+        record = join_bands(item.source, parts, results, outputs["classes"], tile_options(context.options),
+                            outputs.get("probabilities"), outputs.get("uncertainty"))
+        _add_vector(record, outputs, results[0]["class_map"], context.options)
+        return {**record, **results[0]["drift"]}
+
+    def discard(self, parts: Sequence[Any]) -> None:
+        from .bands import discard
+
+        discard(parts)
 
     def describe(self, record: Mapping[str, Any]) -> str:
         cls = ", ".join(f"{n} {v['pixels']} px" for n, v in record["classes"].items())

@@ -292,9 +292,15 @@ class RollingBuffer:
 
 
 def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, rasters: OutputRasters,
-                   progress: Callable[[int, int], None] | None) -> tuple[int, float]:
+                   progress: Callable[[int, int], None] | None,
+                   rows: tuple[int, int, int] | None = None) -> tuple[int, float]:
     """Every window through the model, chunk by chunk and row by row; finished rows go to
-    ``rasters``. Returns the windows skipped as all-nodata and the seconds spent in the model."""
+    ``rasters``. Returns the windows skipped as all-nodata and the seconds spent in the model.
+
+    ``rows = (first, own, end)`` limits the work to window rows ``[first, end)`` and writes only
+    the scene rows that window rows ``[own, end)`` finish (a band of a scene split between
+    workers, :mod:`.bands`); the rows ``[first, own)`` are its halo, blended but not written,
+    and their skipped windows are counted by the band that owns them."""
     import torch
     from rasterio.windows import Window
 
@@ -307,6 +313,7 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
     spread_method = method in ("tta", "mcdropout")  # sampled per window; entropy comes from the blended logits
     classes = predictor.class_map.num_classes
     ys, total = grid.ys, grid.total_windows
+    first, own, end = rows or (0, 0, len(ys))
     done = skipped = 0
     model_seconds = 0.0
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -314,17 +321,18 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
             cxs = grid.columns(c0, c1)
             rx0, rx1 = cxs[0], cxs[-1] + tw
             buffer = RollingBuffer(classes, th + grid.step, rx1 - rx0, predictor.accumulate_on, spread_method)
-            done_y = 0  # rows above are written
-            future = reader.submit(grid.read_row, ys[0], rx0, rx1)
-            for j, y in enumerate(ys):
+            buffer.top = done_y = ys[first]  # rows above are written (or belong to another band)
+            future = reader.submit(grid.read_row, ys[first], rx0, rx1)
+            for j in range(first, end):
+                y = ys[j]
                 data, valid = future.result()
-                if j + 1 < len(ys):
+                if j + 1 < end:
                     future = reader.submit(grid.read_row, ys[j + 1], rx0, rx1)
                 buffer.set_valid(y, valid)
                 todo = []
                 for x in cxs:
                     if not valid[:, x - rx0 : x - rx0 + tw].any():
-                        skipped += 1
+                        skipped += int(j >= own)
                         continue
                     todo.append((x, data[:, :, x - rx0 : x - rx0 + tw]))
                 for b0 in range(0, len(todo), options.batch):
@@ -349,11 +357,15 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
                 n = final_y - done_y
                 if n <= 0:
                     continue
-                rows = _finish_rows(*buffer.take(done_y, n, c0 - rx0, c1 - rx0), method=method,
+                if j < own:  # halo: these rows still lack the windows above the band
+                    done_y = final_y
+                    buffer.drop_above(done_y)
+                    continue
+                finished = _finish_rows(*buffer.take(done_y, n, c0 - rx0, c1 - rx0), method=method,
                                     probabilities=rasters.probabilities is not None, dtype=rasters.dtype,
                                     nodata=rasters.nodata)
                 # compressing and writing happen in a second thread, in order
-                rasters.submit(*rows, Window(c0, done_y, c1 - c0, n))
+                rasters.submit(*finished, Window(c0, done_y, c1 - c0, n))
                 done_y = final_y
                 buffer.drop_above(done_y)
             rasters.wait()  # re-raise any write error here
