@@ -8,8 +8,9 @@ under load was 0.88 on the same code when quiet). So each script
 - prints the machine (CPU model, cores, torch threads, GPU) and the load average before and
   after (:class:`Conditions`);
 - measures how much CPU *other* processes used while it ran (from ``/proc/stat`` minus this
-  process's own CPU time; the load average cannot tell the benchmark's own threads from
-  anyone else's) and prints a warning line when the machine was not quiet;
+  process's own CPU time and its children's; the load average cannot tell the benchmark's own
+  threads from anyone else's, and lags a minute behind) and prints a warning line when the
+  machine was not quiet;
 - takes ratios from interleaved repetitions, A B A B ..., reporting the median of the
   per-round ratios (:func:`interleave`, :func:`median_ratio`), so drift in machine speed hits
   both sides of a ratio alike.
@@ -127,9 +128,15 @@ class Conditions:
         return int(self.info.get("cores_usable", self.info.get("cores", 1)) or 1)
 
     def warnings(self) -> list[str]:
-        """Why the figures above cannot be trusted as a quiet machine's, one line each."""
+        """Why the figures above cannot be trusted as a quiet machine's, one line each.
+
+        Where the CPU time of other processes during the run is known (Linux), it decides: the
+        1-minute load average before a run still counts work that has just ended (the previous
+        benchmark of a series), so on its own it would cry wolf. Elsewhere the load average is
+        all there is.
+        """
         out = []
-        if self.load_before[0] > BUSY_LOAD_PER_CORE * self.cores:
+        if self.others is None and self.load_before[0] > BUSY_LOAD_PER_CORE * self.cores:
             out.append(f"the machine was busy before the run (1-min load {self.load_before[0]:.2f} on "
                        f"{self.cores} cores, above {BUSY_LOAD_PER_CORE} per core): overheads are under-stated")
         if self.others is not None and self.others > BUSY_OTHERS:
