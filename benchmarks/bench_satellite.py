@@ -99,7 +99,7 @@ def main() -> None:
     if not scene.exists():
         make_scene(scene, 4096, 4)
     s = run_child(scene, work / "out_model.tif", args.model)
-    print(f"throughput  4096x4096 4-band, default model (MONAI res-U-Net, 0.2 M params), CPU fp32, tile 512, overlap 64, "
+    print(f"throughput  4096x4096 4-band, shipped default model, CPU fp32, tile 512, overlap 64, "
           f"batch 4: {s['megapixels_per_second']:.2f} MP/s, {s['seconds']:.1f} s total, model forward {s['model_seconds']:.1f} s, "
           f"total/forward {s['seconds'] / s['model_seconds']:.3f}, peak RSS {s['peak_rss_mb']:.0f} MB")
 
