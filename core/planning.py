@@ -257,7 +257,7 @@ def clean_stale_partials(folder: Path) -> list[Path]:
         return removed
     for p in folder.glob(".*.partial-*"):
         pid = _partial_pid(p.name)
-        if pid is not None and (pid == os.getpid() or _alive(pid)):
+        if pid is not None and (pid == os.getpid() or process_alive(pid)):
             continue
         try:
             p.unlink()
@@ -273,7 +273,8 @@ def _partial_pid(name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -15,6 +15,7 @@ from typing import Any
 from .engines import SplitsInputs
 from .jobs import InputResult, Job, PlannedInput, run_unit
 from .pipeline import RunContext
+from .planning import process_alive
 
 WAIT_FOR_EXIT_S = 5.0
 
@@ -80,23 +81,13 @@ class SplitInput:
             self.pipeline.discard(self.parts)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_worker_partials(folders: Iterable[Path], pids: Iterable[int]) -> list[Path]:
     """Remove the temporary files (``.NAME.partial-PID-...``) that the stopped workers ``pids``
     left in ``folders``. Workers on this machine are first given a moment to exit; on a shared
     filesystem the names alone say which worker wrote what."""
     pids = set(pids)
     deadline = time.monotonic() + WAIT_FOR_EXIT_S
-    while any(_alive(p) for p in pids if p != os.getpid()) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in pids if p != os.getpid()) and time.monotonic() < deadline:
         time.sleep(0.05)
     removed = []
     for folder in {Path(f) for f in folders}:

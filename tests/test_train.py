@@ -26,6 +26,13 @@ def shapes(tmp_path_factory):
     return root
 
 
+def assert_same_weights(a_path, b_path):
+    a, b = load_checkpoint(a_path).state_dict, load_checkpoint(b_path).state_dict
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
 def test_lr_schedules():
     assert lr_factor(0, 100, 10, "poly") == pytest.approx(0.1)
     assert lr_factor(9, 100, 10, "cosine") == pytest.approx(1.0)
@@ -64,10 +71,7 @@ def test_resume_continues_exactly(shapes, tmp_path):
     np.random.seed(99)
     resumed = tasks.train(shapes / "train", SHAPES, tmp_path / "part", TrainConfig(epochs=4, **SMALL), val=shapes / "val",
                           resume=tmp_path / "part", log=lambda m: None)
-    a = load_checkpoint(full.last_checkpoint).state_dict
-    b = load_checkpoint(resumed.last_checkpoint).state_dict
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_same_weights(full.last_checkpoint, resumed.last_checkpoint)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
 
 
@@ -109,10 +113,7 @@ def test_resume_from_an_older_point_runs_the_lost_epochs_again(shapes, tmp_path,
     monkeypatch.setattr(trainer, "save_training_state", real_state)
     resumed = tasks.train(shapes / "train", SHAPES, tmp_path / "part", TrainConfig(epochs=4, **SMALL), val=shapes / "val",
                           resume=tmp_path / "part", log=lambda m: None)
-    a = load_checkpoint(full.last_checkpoint).state_dict
-    b = load_checkpoint(resumed.last_checkpoint).state_dict
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_same_weights(full.last_checkpoint, resumed.last_checkpoint)
     with (tmp_path / "part" / "log.csv").open() as fh:
         assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3", "4"]
 
