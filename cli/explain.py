@@ -10,7 +10,7 @@ import typer
 from segsuite.core.engines import ENGINE_HELP
 
 from .app import debug_enabled
-from .common import domain, engine_settings, execute_job, expand_inputs, not_implemented, require_path
+from .common import domain, engine_settings, execute_job, not_implemented, require_path
 
 
 def explain(
@@ -64,7 +64,10 @@ def explain(
     if "max_size" not in declared and max_size != 1024:
         raise SegsuiteError(f"the {dom.name} domain's explanations do not take --max-size")
     options = check_options(pipeline.options, given)
-    inputs = expand_inputs(input, pipeline.suffixes or tuple(dom.readers))
+    from segsuite.core.jobs import JobConsole
+    from segsuite.core.planning import expand_for
+
+    inputs = expand_for(pipeline, input, pipeline.suffixes or tuple(dom.readers), JobConsole().warning)
     job = Job(pipeline=pipeline, inputs=inputs, checkpoint=model, output=output, options=options, device=device,
               skip_existing=skip_existing, command=f"explain {dom.name}",
               recipe=PipelineRecipe("segsuite.cli.explain:explain_pipeline", (dom.name, class_name, layer)))

@@ -194,3 +194,16 @@ def test_sample_writes_series_that_run_and_evaluate_read(cli, tmp_path):
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["cases"] == 2 and metrics["classes"]["liver"]["dice"] > 0.9
+
+
+def test_explain_reads_each_series_as_one_case_on_its_own_grid(cli, tmp_path):
+    assert cli("sample", "medical", "--format", "dicom", "--output", tmp_path / "s").exit_code == 0
+    res = cli("explain", "medical", "--input", tmp_path / "s" / "images", "--class", "liver", "--model", MODEL,
+              "--device", "cpu", "--output", tmp_path / "ex")
+    assert res.exit_code == 0, res.output
+    cams = sorted(p.name for p in (tmp_path / "ex").glob("*_cam.nii.gz"))
+    assert cams == ["phantom_axial_liver_cam.nii.gz", "phantom_oblique_liver_cam.nii.gz"]
+    run(cli, "--input", tmp_path / "s" / "images" / "oblique", "--output", tmp_path / "seg")
+    cam = nib.load(tmp_path / "ex" / "phantom_oblique_liver_cam.nii.gz")
+    seg = nib.load(next((tmp_path / "seg").glob("*.nii.gz")))
+    assert cam.shape == seg.shape and np.allclose(cam.affine, seg.affine, atol=1e-4)  # the series' own grid

@@ -82,18 +82,12 @@ def _volume_stem(name: str) -> str:
     return Path(name).stem
 
 
-class VolumePipeline(BasePipeline):
-    """``segsuite run medical``: a label volume with the input's exact geometry and a volume report per case."""
+class SeriesInputs:
+    """Inputs that are NIfTI files or DICOM series (one input per SeriesInstanceUID), for the
+    pipelines of ``run medical`` and ``explain medical`` alike."""
 
-    name = "medical"
-    options = OPTIONS
-    suffixes = (".nii", ".nii.gz")
-    default_output = Path("segsuite-run")
-    single_file_suffixes = (*NIFTI_SUFFIXES, ".dcm")
-
-    def __init__(self) -> None:
-        self.series: dict[str, Any] = {}
-        """The DICOM series :meth:`expand` found, by input name (``FOLDER/SeriesInstanceUID``)."""
+    series: dict[str, Any]
+    """The DICOM series :meth:`expand` found, by input name (``FOLDER/SeriesInstanceUID``)."""
 
     def expand(self, spec: str | Path, warn: Callable[[str], None]) -> list[Path]:
         """NIfTI files, and each DICOM series as one input (:func:`.inputs.expand_cases`)."""
@@ -105,7 +99,20 @@ class VolumePipeline(BasePipeline):
 
     def stem(self, source: Path) -> str:
         series = self.series.get(str(source))
-        return series.stem if series is not None else super().stem(source)
+        return series.stem if series is not None else BasePipeline.stem(self, source)  # type: ignore[arg-type]
+
+
+class VolumePipeline(SeriesInputs, BasePipeline):
+    """``segsuite run medical``: a label volume with the input's exact geometry and a volume report per case."""
+
+    name = "medical"
+    options = OPTIONS
+    suffixes = (".nii", ".nii.gz")
+    default_output = Path("segsuite-run")
+    single_file_suffixes = (*NIFTI_SUFFIXES, ".dcm")
+
+    def __init__(self) -> None:
+        self.series = {}
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
         """The :class:`~.run.VolumeModel`; refuses a model the options cannot run (TTA or uncertainty
@@ -206,7 +213,7 @@ class VolumePipeline(BasePipeline):
         return VolumeExplainPipeline(class_name, layer)
 
 
-class VolumeExplainPipeline(BasePipeline):
+class VolumeExplainPipeline(SeriesInputs, BasePipeline):
     """``segsuite explain medical --class NAME``: per case a Seg-Grad-CAM map on the input's grid,
     ``{case}_{class}_cam.nii.gz``, and its record ``{case}_{class}_cam.json`` (layer, share of the map
     inside the predicted class)."""
@@ -219,6 +226,7 @@ class VolumeExplainPipeline(BasePipeline):
     def __init__(self, class_name: str, layer: str | None = None) -> None:
         self.class_name = class_name
         self.layer = layer
+        self.series = {}
 
     def load(self, checkpoint: Path, options: Mapping[str, Any], device: str) -> Any:
         from segsuite.core.explain import class_index
