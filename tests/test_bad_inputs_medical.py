@@ -367,7 +367,7 @@ def test_train_refuses_a_bad_case(cli, tmp_path, break_case):
         _save(nib.load(image), image, pixdim=pixdim)
         fragment = "pixdim[3]"
     res = cli("train", "medical", "--data", data, "--epochs", "1", "--batch-size", "2", "--patch-size", "32,32,32",
-              "--model-option", "channels=[4,8]", "--model-option", "num_res_units=0", "--device", "cpu",
+              "--model-option", "channels=[4,8]", "--device", "cpu",
               "--output", tmp_path / "run")
     assert_one_line_error(res, image.name, fragment)
     assert not list((tmp_path / "run").glob("*.safetensors")) if (tmp_path / "run").exists() else True

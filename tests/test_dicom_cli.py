@@ -81,7 +81,7 @@ def test_dicom_labels_equal_nifti_labels_and_the_seg_reads_back_onto_the_source_
     assert segments[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"  # SNOMED CT liver
     assert segments[4].SegmentedPropertyCategoryCodeSequence[0].CodeMeaning == "Morphologically Abnormal Structure"
     algorithm = segments[1].SegmentationAlgorithmIdentificationSequence[0]
-    assert algorithm.AlgorithmName == "unet3d model.safetensors" and algorithm.AlgorithmVersion
+    assert algorithm.AlgorithmName == "bnunet model.safetensors" and algorithm.AlgorithmVersion
     assert ds.Manufacturer == "segsuite" and record["dicom_seg"]["referenced_series"] == first.SeriesInstanceUID
 
 

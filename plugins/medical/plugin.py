@@ -13,7 +13,7 @@ from .io import read_nifti
 from .pipeline import VolumePipeline  # light: the heavy work is imported when a job runs
 
 # The shipped default: a small MONAI residual U-Net on 4.5 mm voxels (see sample_data/README.md).
-DEFAULT_MODEL = ModelSpec("unet3d", {"channels": (16, 32, 64, 128), "num_res_units": 1})
+DEFAULT_MODEL = ModelSpec("bnunet", {"channels": (16, 32, 64, 128)})
 PATCH = (64, 64, 48)
 
 # What `segsuite demo` runs: the shipped phantoms (sample_data/medical/imagesTr, two cases) through

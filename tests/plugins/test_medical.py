@@ -243,7 +243,7 @@ def test_metrics_respect_spacing_and_the_empty_policy():
 
 def _tiny_train(cli, data, out, *extra):
     return cli("train", "medical", "--data", data, "--epochs", "1", "--batch-size", "2", "--patch-size", "32,32,32",
-               "--model-option", "channels=[4,8]", "--model-option", "num_res_units=0", "--device", "cpu",
+               "--model-option", "channels=[4,8]", "--device", "cpu",
                "--output", out, *extra)
 
 
@@ -554,7 +554,7 @@ def test_2d_slice_mode_trains_runs_and_evaluates(cli, tmp_path):
 
     data = make_phantom_dataset(tmp_path / "msd", n=2, seed=12)
     res = cli("train", "medical", "--data", data, "--val", data, "--epochs", "1", "--batch-size", "4",
-              "--patch-size", "48,48", "--model-option", "channels=[4,8]", "--model-option", "num_res_units=0",
+              "--patch-size", "48,48", "--model-option", "channels=[4,8]",
               "--device", "cpu", "--output", tmp_path / "run")
     assert res.exit_code == 0, res.output
     ckpt = tmp_path / "run" / "best.safetensors"
