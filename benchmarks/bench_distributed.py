@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import platform
 import shutil
 import sys
@@ -135,7 +136,8 @@ def same_outputs(a: Path, b: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path("bench-distributed"))
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segsuite-bench-distributed",
+                        help="where the generated inputs and the outputs go (outside the checkout: the scene alone is 400 MB)")
     parser.add_argument("--jobs", default="industrial,medical,satellite")
     parser.add_argument("--industrial", type=int, default=48)
     parser.add_argument("--medical", type=int, default=6)
