@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from conditions import Conditions, interleave, median_ratio, spread
 
+SHIPPED_MEDICAL = Path(__file__).resolve().parents[1] / "sample_data" / "medical" / "model.safetensors"
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -139,9 +141,6 @@ def bench_sliding_window(device: torch.device, quick: bool, model_kind: str) -> 
         diff = float((ours() - monai()).abs().max())
     rounds = interleave({"bare": timed(bare), "segsuite": timed(ours), "monai": timed(monai)}, 3 if quick else 5)
     return {**rounds, "diff": diff, "windows": len(cut)}
-
-
-SHIPPED_MEDICAL = Path(__file__).resolve().parents[1] / "sample_data" / "medical" / "model.safetensors"
 
 
 def main() -> None:

@@ -173,7 +173,7 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, card: ModelCard) -
     for k, v in model.state_dict().items():
         v = v.detach().to("cpu")
         ptr = v.untyped_storage().data_ptr()
-        state[k] = v.contiguous().clone() if ptr in seen or not v.is_contiguous() else v
+        state[k] = v.clone(memory_format=torch.contiguous_format) if ptr in seen else v.contiguous()
         seen.add(ptr)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={CARD_KEY: card.to_json(), FORMAT_KEY: str(FORMAT_VERSION)})

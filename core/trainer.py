@@ -244,13 +244,11 @@ def clip_gradients(parameters: Sequence[nn.Parameter], max_norm: float) -> torch
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [torch.linalg.vector_norm(g) for g in grads]
-    total = torch.linalg.vector_norm(torch.stack([n.to(grads[0].device) for n in norms]))
+    total = torch.linalg.vector_norm(torch.stack([n.to(grads[0].device) for n in torch._foreach_norm(grads)]))
     coef = max_norm / (total + 1e-6)
     if grads[0].device.type == "cpu" and bool(coef >= 1.0):
         return total
-    coef = torch.clamp(coef, max=1.0)
-    torch._foreach_mul_(grads, coef) if hasattr(torch, "_foreach_mul_") else [g.mul_(coef) for g in grads]
+    torch._foreach_mul_(grads, torch.clamp(coef, max=1.0))
     return total
 
 
@@ -410,7 +408,7 @@ class Trainer:
         if len(loader) == 0:
             raise SegsuiteError(f"{len(self.train_set)} training samples cannot fill one batch of {cfg.batch_size}")
         loss_fn = self._loss()
-        params = [p for p in model.parameters()]
+        params = list(model.parameters())
         optimizer = self._optimizer(params)
         steps_per_epoch = len(loader)
         total = cfg.epochs * steps_per_epoch

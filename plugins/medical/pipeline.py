@@ -99,7 +99,7 @@ class SeriesInputs:
 
     def stem(self, source: Path) -> str:
         series = self.series.get(str(source))
-        return series.stem if series is not None else BasePipeline.stem(self, source)  # type: ignore[arg-type]
+        return series.stem if series is not None else super().stem(source)  # type: ignore[misc]  # BasePipeline's
 
 
 class VolumePipeline(SeriesInputs, BasePipeline):
