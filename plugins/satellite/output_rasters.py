@@ -95,8 +95,9 @@ class OutputRasters:
                window: Any) -> None:
         k = self.class_map.num_classes
         self.classes.write(labels[None], window=window)
-        self.counts += np.bincount(labels[ok].ravel().astype(np.int64), minlength=k)[:k]
-        self.nodata_pixels += int((~ok).sum())
+        # pixels that are not ok carry the nodata label, past the classes: one count of all labels
+        self.counts += np.bincount(labels.ravel(), minlength=k)[:k]
+        self.nodata_pixels += ok.size - int(np.count_nonzero(ok))
         if probs is not None:
             self.probabilities.write(probs, window=window)
         if unc is not None:
@@ -146,7 +147,9 @@ def copy_to_cog(tif: Path) -> None:
 
     cog_tmp = tif.with_name(tif.stem + ".cog.tif")
     try:
-        rio_copy(tif, cog_tmp, driver="COG", compress="DEFLATE", overview_resampling="mode", BIGTIFF="IF_SAFER")
+        # the overviews (mode) are most of the copy's time; GDAL computes them on every core
+        rio_copy(tif, cog_tmp, driver="COG", compress="DEFLATE", overview_resampling="mode", BIGTIFF="IF_SAFER",
+                 NUM_THREADS="ALL_CPUS")
         os.replace(cog_tmp, tif)
     finally:
         cog_tmp.unlink(missing_ok=True)
