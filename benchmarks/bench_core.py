@@ -10,10 +10,13 @@ interleaved rounds (numbers quoted in the README):
    clips gradients, steps its LR schedule, sums the loss on the device and writes the last
    checkpoint and resume state (at the end here: they are written at most every 60 s);
 2. 3D sliding-window inference time of ``segsuite.core.Predictor`` vs the bare forward passes
-   over the same windows (cut out beforehand) and vs ``monai.inferers.sliding_window_inference``
-   (same network, ROI, overlap, Gaussian blending, window batch), with the largest difference
-   between the outputs; once with a one-layer network (the engine's own work shows) and once
-   with the shipped medical model.
+   over the same windows (cut out beforehand, the network as built, 4 at a time on torch's
+   default threads) and vs ``monai.inferers.sliding_window_inference`` (same network, ROI,
+   overlap, Gaussian blending, window batch), with the largest difference between the outputs;
+   once with a one-layer network (the engine's own work shows) and once with the shipped
+   medical model. Also the *engine forward*: the same windows through
+   ``Predictor.map_batches`` (its memory layout and CPU streams) without cutting or blending,
+   so that segsuite/engine forward is the engine's own overhead.
 """
 
 from __future__ import annotations
@@ -97,25 +100,30 @@ def bench_sliding_window(device: torch.device, quick: bool, model_kind: str) -> 
 
     from segsuite.core import Predictor, SlidingWindow
 
-    torch.manual_seed(0)
-    if model_kind == "one-layer":
-        # one 3x3x3 convolution: the network costs little, so the engine's own work shows
-        from segsuite.core.models.base import SegmentationModel
+    def build() -> torch.nn.Module:
+        torch.manual_seed(0)
+        if model_kind == "one-layer":
+            # one 3x3x3 convolution: the network costs little, so the engine's own work shows
+            from segsuite.core.models.base import SegmentationModel
 
-        model = SegmentationModel(torch.nn.Conv3d(1, 4, 3, padding=1), arch="conv", in_channels=1, num_classes=4,
-                                  spatial_dims=3, stride=1, encoder_prefix=None)
-    else:
+            return SegmentationModel(torch.nn.Conv3d(1, 4, 3, padding=1), arch="conv", in_channels=1, num_classes=4,
+                                     spatial_dims=3, stride=1, encoder_prefix=None)
         from segsuite.core.checkpoint import load_checkpoint
 
-        model = load_checkpoint(SHIPPED_MEDICAL).build_model()
-    model = model.to(device).eval()
+        return load_checkpoint(SHIPPED_MEDICAL).build_model()
+
+    # the bare loop and MONAI get the network as built; the Predictor its own copy, which it
+    # may put in another memory layout (see segsuite.core.infer)
+    model = build().to(device).eval()
     shape = (1, 1, 96, 96, 64) if quick else (1, 1, 160, 160, 96)
     roi = (48, 48, 32) if quick else (96, 96, 64)
     x = torch.randn(*shape, device=device)
     window = SlidingWindow(roi, overlap=0.5, batch_size=4)
-    predictor = Predictor(model, device=str(device), amp="off", window=window)
+    predictor = Predictor(build(), device=str(device), amp="off", window=window)
     cut = [x[0][(slice(None), *(slice(s, s + p) for s, p in zip(st, roi)))] for st in window.positions(shape[2:])]
     batches = [torch.stack(cut[i : i + 4]) for i in range(0, len(cut), 4)]
+    per = predictor.stream_batch(4)
+    engine_batches = [torch.stack(cut[i : i + per]) for i in range(0, len(cut), per)]
 
     def timed(fn):
         def run() -> float:
@@ -131,6 +139,10 @@ def bench_sliding_window(device: torch.device, quick: bool, model_kind: str) -> 
         for b in batches:
             model(b)
 
+    def engine() -> None:
+        for _ in predictor.map_batches((None, b) for b in engine_batches):
+            pass
+
     def monai() -> torch.Tensor:
         return sliding_window_inference(x, roi, 4, model, overlap=0.5, mode="gaussian")
 
@@ -139,8 +151,10 @@ def bench_sliding_window(device: torch.device, quick: bool, model_kind: str) -> 
 
     with torch.no_grad():
         diff = float((ours() - monai()).abs().max())
-    rounds = interleave({"bare": timed(bare), "segsuite": timed(ours), "monai": timed(monai)}, 3 if quick else 5)
-    return {**rounds, "diff": diff, "windows": len(cut)}
+    rounds = interleave({"bare": timed(bare), "engine": timed(engine), "segsuite": timed(ours), "monai": timed(monai)},
+                        3 if quick else 5)
+    return {**rounds, "diff": diff, "windows": len(cut), "streams": predictor.stream_count(),
+            "layout": str(predictor.memory_format or "contiguous")}
 
 
 def main() -> None:
@@ -156,9 +170,11 @@ def main() -> None:
         for kind in ("one-layer", "shipped medical model"):
             r = bench_sliding_window(device, args.quick, kind)
             print(f"3D sliding window, {kind}, volume {'96x96x64' if args.quick else '160x160x96'}, ROI {'48x48x32' if args.quick else '96x96x64'}, overlap 0.5, gaussian, 4 windows per "
-                  f"batch, {r['windows']} windows: bare forward {spread(r['bare'])} s, segsuite {spread(r['segsuite'])} s, "
+                  f"batch, {r['windows']} windows: bare forward {spread(r['bare'])} s, engine forward ({r['layout']}, "
+                  f"{r['streams']} streams) {spread(r['engine'])} s, segsuite {spread(r['segsuite'])} s, "
                   f"MONAI {spread(r['monai'])} s; segsuite/bare {median_ratio(r['segsuite'], r['bare']):.3f}, "
-                  f"segsuite/MONAI {median_ratio(r['segsuite'], r['monai']):.3f}, max |diff| {r['diff']:.1e}")
+                  f"segsuite/MONAI {median_ratio(r['segsuite'], r['monai']):.3f}, "
+                  f"segsuite/engine forward {median_ratio(r['segsuite'], r['engine']):.3f}, max |diff| {r['diff']:.1e}")
 
 if __name__ == "__main__":
     main()

@@ -5,9 +5,19 @@
 1. Peak RSS of `tile_raster` on 3-band uint8 scenes of each size (each run in its own
    process, so the numbers do not mix), with a per-pixel model so the machinery, not the
    network, is measured: the streamed design should keep the peak flat.
-2. Throughput of the shipped default model on the 4-band sample-like scene of 4096²:
-   megapixels per second, and total time over the time spent in the model's forward
-   passes on the same windows (reading, blending, writing and the COG copy are the rest).
+2. Tiling against the bare network, shipped default model, 4-band 4096² scene, tile 512,
+   overlap 64, batch 4 (81 windows), in interleaved rounds (``--rounds``), medians of the
+   per-round ratios:
+   - *bare forward*: the same 81 windows, cut out and normalised beforehand, through the
+     network as built from the checkpoint, 4 at a time on torch's default threads (a plain
+     loop: what a user would write);
+   - *engine forward*: the same windows through ``Predictor.map_batches`` (the layout and CPU
+     streams the tiler uses), still without reading, blending or writing;
+   - *in-tool*: ``tile_raster`` in the same process (reading, normalising, blending, argmax,
+     writing and the COG copy included);
+   - *end to end*: ``segsuite tile SCENE --output OUT`` from process start to exit.
+   Each round's bare and engine forwards and in-tool time come from one fresh process (after a
+   warm-up of each), and the end-to-end run follows it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,51 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+RATIO = r'''
+import json, sys, time
+import numpy as np, rasterio, torch
+from segsuite.core.checkpoint import load_checkpoint
+from segsuite.core.infer import Predictor
+from segsuite.plugins.satellite.tiling import TileOptions, tile_raster, window_starts
+scene, out, model_path = sys.argv[1:4]
+pred = Predictor.from_checkpoint(model_path, device="cpu")
+plain = load_checkpoint(model_path).build_model().eval()  # as built, not the Predictor's layout
+with rasterio.open(scene) as src:
+    data = src.read(out_dtype="float32")
+norm = pred.normalization
+data = (data - np.float32(norm["mean"]).reshape(-1, 1, 1)) / np.float32(norm["std"]).reshape(-1, 1, 1)
+ys, xs = window_starts(data.shape[1], 512, 448), window_starts(data.shape[2], 512, 448)
+windows = [torch.from_numpy(np.ascontiguousarray(data[:, y : y + 512, x : x + 512])) for y in ys for x in xs]
+per = pred.stream_batch(4)
+batches = [torch.stack(windows[i : i + 4]) for i in range(0, len(windows), 4)]
+engine_batches = [torch.stack(windows[i : i + per]) for i in range(0, len(windows), per)]
+
+def bare():
+    t = time.perf_counter()
+    with torch.no_grad():
+        for b in batches:
+            plain(b)
+    return time.perf_counter() - t
+
+def engine():
+    t = time.perf_counter()
+    for _ in pred.map_batches((None, b) for b in engine_batches):
+        pass
+    return time.perf_counter() - t
+
+def tool():
+    t = time.perf_counter()
+    s = tile_raster(scene, pred, out, TileOptions(tile=512, overlap=64, batch=4))
+    return time.perf_counter() - t, s["windows"]
+
+for fn in (bare, engine, tool):
+    fn()  # warm-up
+result = {"bare": bare(), "engine": engine()}
+result["tool"], result["windows"] = tool()
+result["streams"], result["layout"] = pred.stream_count(), str(pred.memory_format or "contiguous")
+print(json.dumps(result))
+'''
 
 CHILD = r'''
 import json, resource, sys, time
@@ -75,10 +130,48 @@ def run_child(scene: Path, out: Path, mode: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def run_json(args: list[str]) -> dict:
+    res = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def bench_tiling(scene: Path, work: Path, model: str, rounds: int) -> None:
+    """Bare and engine forwards, in-tool and end-to-end tiling, interleaved (see the docstring)."""
+    import time
+
+    from conditions import median_ratio, spread
+
+    segsuite = str(Path(sys.executable).with_name("segsuite"))
+    runs: dict[str, list[float]] = {"bare": [], "engine": [], "tool": [], "cli": []}
+    for _ in range(rounds):
+        r = run_json(["-c", RATIO, str(scene), str(work / "out_tool.tif"), model])
+        for key in ("bare", "engine", "tool"):
+            runs[key].append(r[key])
+        t0 = time.perf_counter()
+        done = subprocess.run([segsuite, "tile", str(scene), "--output", str(work / "out_cli.tif"), "--model", model],
+                              capture_output=True, text=True)
+        runs["cli"].append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise SystemExit(done.stderr)
+    print(f"tiling  4096x4096 4-band, shipped default model, CPU fp32, tile 512, overlap 64, batch 4, {r['windows']} windows, "
+          f"{rounds} rounds, median (min-max): bare forward {spread(runs['bare'])} s, engine forward ({r['layout']}, "
+          f"{r['streams']} streams) {spread(runs['engine'])} s, in-tool {spread(runs['tool'])} s "
+          f"({4096 * 4096 / 1e6 / sorted(runs['tool'])[len(runs['tool']) // 2]:.2f} MP/s), "
+          f"end to end {spread(runs['cli'])} s")
+    print(f"tiling  ratios: in-tool/bare {median_ratio(runs['tool'], runs['bare']):.3f}, "
+          f"end-to-end/bare {median_ratio(runs['cli'], runs['bare']):.3f}, "
+          f"engine/bare {median_ratio(runs['engine'], runs['bare']):.3f}, "
+          f"in-tool/engine {median_ratio(runs['tool'], runs['engine']):.3f}, "
+          f"end-to-end/engine {median_ratio(runs['cli'], runs['engine']):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="4096,16384")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "sample_data" / "satellite" / "model.safetensors"))
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="segsuite-bench-"))
@@ -98,10 +191,7 @@ def main() -> None:
     scene = work / "scene_4096_4band.tif"
     if not scene.exists():
         make_scene(scene, 4096, 4)
-    s = run_child(scene, work / "out_model.tif", args.model)
-    print(f"throughput  4096x4096 4-band, shipped default model, CPU fp32, tile 512, overlap 64, "
-          f"batch 4: {s['megapixels_per_second']:.2f} MP/s, {s['seconds']:.1f} s total, model forward {s['model_seconds']:.1f} s, "
-          f"total/forward {s['seconds'] / s['model_seconds']:.3f}, peak RSS {s['peak_rss_mb']:.0f} MB")
+    bench_tiling(scene, work, args.model, args.rounds)
 
 
 if __name__ == "__main__":

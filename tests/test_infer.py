@@ -110,3 +110,126 @@ def test_non_finite_values_are_counted_exactly():
     huge = torch.full((10,), 3e38)  # finite values whose sum overflows: not reported as bad
     assert non_finite_count(huge) == 0
     assert non_finite_count(torch.arange(5)) == 0
+
+
+# -- CPU streams and the channels-last layout ------------------------------------------------
+
+
+def _batches(n: int) -> list[tuple[tuple[str, int], torch.Tensor | None]]:
+    """Batches of varied sizes with a marker before each."""
+    g = torch.Generator().manual_seed(0)
+    items: list[tuple[tuple[str, int], torch.Tensor | None]] = []
+    for i in range(n):
+        items.append((("marker", i), None))
+        items.append((("batch", i), torch.randn(i % 3 + 1, 2, 12, 10, generator=g)))
+    return items
+
+
+def test_map_batches_keeps_order_and_markers_and_splits_the_threads():
+    import threading
+
+    pred = Predictor(PixelModel(2), device="cpu", streams=2)
+    threads = torch.get_num_threads()
+    callers: set[int] = set()
+    inner: set[int] = set()
+
+    def per_window(batch):
+        callers.add(threading.get_ident())
+        inner.add(torch.get_num_threads())
+        return pred.window_logits(batch)
+
+    items = _batches(9)
+    out = list(pred.map_batches(iter(items), per_window))
+    assert [tag for tag, _ in out] == [tag for tag, _ in items]
+    for (_, batch), (_, result) in zip(items, out):
+        if batch is None:
+            assert result is None
+        else:
+            torch.testing.assert_close(result, pred.window_logits(batch), atol=1e-6, rtol=1e-6)
+    assert torch.get_num_threads() == threads  # restored
+    if threads >= 2:
+        assert pred.stream_count() == 2
+        assert threading.get_ident() not in callers  # the network ran in the streams' threads
+        assert inner == {threads // 2}
+
+
+def test_map_batches_error_stops_the_run_and_restores_the_threads():
+    pred = Predictor(PixelModel(2), device="cpu", streams=2)
+    threads = torch.get_num_threads()
+    calls = []
+
+    def per_window(batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("window 3 is broken")
+        return batch
+
+    with pytest.raises(RuntimeError, match="window 3 is broken"):
+        for _ in pred.map_batches(iter(_batches(40)), per_window):
+            pass
+    assert torch.get_num_threads() == threads
+    assert len(calls) < 40  # the batches queued behind the failure were not all run
+
+
+def test_stream_count_rules(monkeypatch):
+    from segsuite.core.errors import SegsuiteError
+
+    model = PixelModel(2)
+    assert Predictor(model, device="cpu", streams=1).stream_count() == 1
+    monkeypatch.setenv("SEGSUITE_CPU_STREAMS", "1")
+    assert Predictor(model, device="cpu").stream_count() == 1
+    monkeypatch.setenv("SEGSUITE_CPU_STREAMS", "two")
+    with pytest.raises(SegsuiteError, match="SEGSUITE_CPU_STREAMS='two'"):
+        Predictor(model, device="cpu").stream_count()
+    monkeypatch.delenv("SEGSUITE_CPU_STREAMS")
+    with pytest.raises(SegsuiteError, match="streams must be 1 or more"):
+        Predictor(model, device="cpu", streams=0)
+
+    class NoParameters(nn.Module):  # as an ONNX Runtime session: keeps its own threads
+        spatial_dims = 2
+
+        def forward(self, x):
+            return x
+
+    assert Predictor(NoParameters(), device="cpu", streams=2).stream_count() == 1
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert Predictor(model, device="cpu", streams=2).stream_count() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_sliding_window_in_streams_equals_one_stream(dims):
+    torch.manual_seed(0)
+    conv = nn.Conv2d if dims == 2 else nn.Conv3d
+    model = nn.Sequential(conv(2, 4, 3, padding=1), nn.ReLU(), conv(4, 3, 3, padding=1))
+    model.spatial_dims = dims
+    size, patch = ((67, 58), (24, 20)) if dims == 2 else ((21, 26, 19), (10, 12, 8))
+    x = torch.randn(2, 2, *size)
+    window = SlidingWindow(patch, overlap=0.5, batch_size=3)
+    one = Predictor(model, device="cpu", window=window, streams=1).logits(x, normalized=True)
+    two = Predictor(model, device="cpu", window=window, streams=2).logits(x, normalized=True)
+    torch.testing.assert_close(two, one, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("arch, dims, options", [("bnunet", 2, {}), ("bnunet", 3, {"channels": [4, 8, 16]}),
+                                                 ("ddrnet", 2, {"planes": 8})])
+def test_channels_last_on_cpu_gives_the_same_logits(arch, dims, options):
+    torch.manual_seed(0)
+    model = build_model(arch, 2, 3, spatial_dims=dims, registry=REG, **options).eval()
+    plain = build_model(arch, 2, 3, spatial_dims=dims, registry=REG, **options).eval()
+    plain.load_state_dict(model.state_dict())
+    pred = Predictor(model, device="cpu")
+    layout = torch.channels_last if dims == 2 else torch.channels_last_3d
+    assert pred.memory_format == layout
+    assert next(p for p in pred.model.parameters() if p.ndim == dims + 2).is_contiguous(memory_format=layout)
+    x = torch.randn(2, 2, *((64, 48) if dims == 2 else (16, 24, 16)))
+    with torch.no_grad():
+        expected = plain(x)
+    got = pred.logits(x, normalized=True)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # an architecture that does not declare it keeps the layout it was built with
+    assert Predictor(PixelModel(2), device="cpu").memory_format is None

@@ -121,4 +121,5 @@ def build_bnunet(in_channels: int, num_classes: int, spatial_dims: int = 2, chan
     net = BNUNet(spatial_dims, in_channels, num_classes, channels, float(dropout), int(units))
     return SegmentationModel(net, arch="bnunet", in_channels=in_channels, num_classes=num_classes,
                              spatial_dims=spatial_dims, stride=2 ** (len(channels) - 1), encoder_prefix=None,
-                             options={"channels": channels, "dropout": float(dropout), "units": int(units)})
+                             options={"channels": channels, "dropout": float(dropout), "units": int(units)},
+                             channels_last=True)

@@ -228,4 +228,5 @@ def build_ddrnet(in_channels: int, num_classes: int, spatial_dims: int = 2, plan
         raise SegsuiteError(f"ddrnet: planes={planes!r} must be a whole number of at least 4 (32 is DDRNet-23-slim)")
     net = DDRNet(in_channels, num_classes, planes=planes, aux_head=bool(aux_head))
     return SegmentationModel(net, arch="ddrnet", in_channels=in_channels, num_classes=num_classes, spatial_dims=2,
-                             stride=STRIDE, encoder_prefix=None, options={"planes": planes, "aux_head": bool(aux_head)})
+                             stride=STRIDE, encoder_prefix=None, options={"planes": planes, "aux_head": bool(aux_head)},
+                             channels_last=True)

@@ -65,15 +65,16 @@ def test_output_lines_up_with_the_input_and_is_a_cog(scene, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # no temporaries left
 
 
-def test_no_seams_tiled_chunked_equals_one_sliding_window_pass(scene):
+@pytest.mark.parametrize("overlap", [16, 40])  # 40: the rows kept between window rows outnumber those dropped
+def test_no_seams_tiled_chunked_equals_one_sliding_window_pass(scene, overlap):
     pred = conv_predictor()
-    ours = tile_raster(scene, pred, scene.with_name("seams.tif"), TileOptions(tile=64, overlap=16, chunk=100, cog=False))
+    ours = tile_raster(scene, pred, scene.with_name("seams.tif"), TileOptions(tile=64, overlap=overlap, chunk=100, cog=False))
     with rasterio.open(scene) as src:
         img = src.read().astype(np.float32)
         valid = src.dataset_mask() > 0
     norm = (img - 1000.0) / 800.0
     norm[:, ~valid] = 0.0
-    pred.window = SlidingWindow((64, 64), overlap=0.25, batch_size=4)
+    pred.window = SlidingWindow((64, 64), overlap=overlap / 64, batch_size=4)
     whole = pred.predict(torch.from_numpy(norm)[None], normalized=True)[0].numpy()
     whole[~valid] = 255
     tiled = read(scene.with_name("seams.tif"))[0][0]
@@ -313,7 +314,7 @@ def test_uncertainty_raster_lines_up_and_equals_one_sliding_window_pass(scene, t
     assert 0 <= umap[ok].min() and umap[ok].max() <= 1 and umap[ok].max() > 0
     norm = (img - 1000.0) / 800.0
     norm[:, ~valid] = 0.0
-    pred.window = SlidingWindow((64, 64), overlap=0.25, batch_size=4)
+    pred.window = SlidingWindow((64, 64), overlap=overlap / 64, batch_size=4)
     probs, whole = pred.probabilities_and_uncertainty(torch.from_numpy(norm)[None], method, normalized=True)
     # the same windows and weights, streamed in chunks and rows: equal up to float summation order
     np.testing.assert_allclose(umap[ok], whole[0].numpy()[ok], atol=1e-4)
@@ -529,3 +530,37 @@ def test_sample_report_section_and_evaluation_content(tmp_path):
     assert section.tables[0].title.startswith("scene.tif: land-cover areas")
     assert "--tile 256 --overlap 32" in SAT_SAMPLE.note
 
+
+
+@pytest.mark.parametrize("layout", [{"tiled": True, "blockxsize": 32, "blockysize": 48}, {"tiled": False, "blockysize": 5}])
+def test_window_rows_from_block_strips_equal_direct_reads(tmp_path, layout):
+    """The tiler reads strips of whole blocks once and cuts window rows from them; that must
+    give what reading each window row directly gives, nodata included."""
+    from segsuite.plugins.satellite.tiling import RowReader, SceneGrid, cut_windows
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 3000, (4, 203, 170)).astype(np.uint16)
+    data[:, 50:60, 20:90] = 0
+    path = tmp_path / "strips.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=170, height=203, count=4, dtype="uint16", nodata=0,
+                       crs="EPSG:32633", transform=from_origin(0, 0, 10, 10), **layout) as dst:
+        dst.write(data)
+    pred = conv_predictor()
+    with rasterio.open(path) as src:
+        grid = SceneGrid.open(src, path, pred, TileOptions(tile=64, overlap=24), lambda m: None)
+        reader = RowReader(grid, 10, 150)
+        assert reader.strip % src.block_shapes[0][0] == 0 and reader.strip >= 128
+        for y in grid.ys:
+            pieces, valid = reader.row(y)
+            direct, direct_valid = grid.read_rows(y, 64, 10, 150)
+            np.testing.assert_array_equal(valid, direct_valid)
+            xs = [0, 37, 140 - 64]
+            np.testing.assert_array_equal(cut_windows(pieces, xs, 64), np.stack([direct[:, :, x : x + 64] for x in xs]))
+        assert (~valid).sum() == 0 and (~grid.read_rows(50, 10, 10, 150)[1]).sum() == 10 * 70
+
+
+def test_busy_seconds_is_the_union_of_the_streams_intervals():
+    from segsuite.plugins.satellite.tiling import busy_seconds
+
+    assert busy_seconds([]) == 0
+    assert busy_seconds([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.7)]) == pytest.approx(4.0)
