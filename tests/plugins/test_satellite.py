@@ -314,7 +314,7 @@ def test_uncertainty_raster_lines_up_and_equals_one_sliding_window_pass(scene, t
     assert 0 <= umap[ok].min() and umap[ok].max() <= 1 and umap[ok].max() > 0
     norm = (img - 1000.0) / 800.0
     norm[:, ~valid] = 0.0
-    pred.window = SlidingWindow((64, 64), overlap=overlap / 64, batch_size=4)
+    pred.window = SlidingWindow((64, 64), overlap=0.25, batch_size=4)
     probs, whole = pred.probabilities_and_uncertainty(torch.from_numpy(norm)[None], method, normalized=True)
     # the same windows and weights, streamed in chunks and rows: equal up to float summation order
     np.testing.assert_allclose(umap[ok], whole[0].numpy()[ok], atol=1e-4)
