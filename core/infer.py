@@ -21,10 +21,11 @@ its own batches with one intra-op thread (the thread budget is split between the
 in order in the calling thread. For the small convolutional networks of this suite that is
 about 1.4x faster than one batch at a time on two intra-op threads (whose threads wait for
 each other at the end of every layer), with the same memory; see :meth:`Predictor.map_batches`.
-``SEGSUITE_CPU_STREAMS=1`` (or ``Predictor(streams=1)``) turns it off. Architectures that
-declare it (``SegmentationModel.channels_last``: the suite's ``bnunet`` and ``ddrnet``) also run
-in the channels-last memory layout on a CPU, where oneDNN's convolutions are 1.5-2.3x faster
-for them (logits equal to float rounding).
+``SEGSUITE_CPU_STREAMS=1`` (or ``Predictor(streams=1)``) turns it off. On a CPU the network
+also runs in the channels-last memory layout, where oneDNN's convolutions are faster (1.5-2.3x
+for ``bnunet``, 1.15-1.33x for the smp and torchvision models; logits equal to float rounding),
+unless it declares otherwise (``SegmentationModel.channels_last``); a network that refuses the
+layout on its first call is put back in the plain one.
 
 The buffer may live on another device than the network (``accumulate_on="cpu"`` for a
 volume that does not fit on the GPU); on a CUDA out-of-memory error the predictor moves
@@ -178,11 +179,15 @@ STREAMS_ENV = "SEGSUITE_CPU_STREAMS"
 
 
 def channels_last_format(model: nn.Module, device: torch.device) -> torch.memory_format | None:
-    """The channels-last layout for ``model`` on a CPU when its architecture declares it safe
-    (``model.channels_last``, set by the builders of ``bnunet`` and ``ddrnet``); else ``None``."""
-    if device.type != "cpu" or not getattr(model, "channels_last", False):
+    """The channels-last layout for ``model`` on a CPU, unless it says no (``model.channels_last``
+    is False: see :class:`~segsuite.core.models.base.SegmentationModel`) or has no convolution
+    weights; else ``None``."""
+    if device.type != "cpu" or getattr(model, "channels_last", None) is False:
         return None
-    return torch.channels_last_3d if int(getattr(model, "spatial_dims", 2)) == 3 else torch.channels_last
+    dims = int(getattr(model, "spatial_dims", 2))
+    if not any(p.ndim == dims + 2 for p in model.parameters()):
+        return None
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
 
 
 def default_streams() -> int:
@@ -243,6 +248,8 @@ class Predictor:
         self.memory_format = channels_last_format(self.model, self.device)
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=self.memory_format)
+        # a network that declares the layout needs no first-call check (see _run_model)
+        self._layout_checked = getattr(model, "channels_last", None) is True
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", registry: Any = None, **kwargs: Any) -> "Predictor":
@@ -294,14 +301,12 @@ class Predictor:
     def window_logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of windows (already normalised), averaged over flips when TTA is on."""
         batch, crop = pad_to_minimum(batch.to(self.device, non_blocking=True), self.minimum_size)
-        if self.memory_format is not None:
-            batch = batch.contiguous(memory_format=self.memory_format)
         flips = self._flips()
         out = None
         for axes in flips:
             x = batch.flip(axes) if axes else batch
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                y = self.model(x)
+                y = self._run_model(x)
             y = y.float()
             y = y.flip(axes) if axes else y
             out = y if out is None else out + y
@@ -317,6 +322,27 @@ class Predictor:
         if getattr(self, "_minimum_size", None) is None:
             self._minimum_size = minimum_input_size(self.model)
         return self._minimum_size
+
+    def _run_model(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on ``x`` in :attr:`memory_format`. The first call of a network that did
+        not declare the layout is its check: when it raises (a ``.view()`` that needs the
+        plain strides, an op without channels-last support), the network goes back to the
+        plain layout for good and the call is repeated; an error that is not the layout's then
+        comes back as it is."""
+        if self.memory_format is None:
+            return self.model(x)
+        x = x.contiguous(memory_format=self.memory_format)
+        if self._layout_checked:
+            return self.model(x)
+        try:
+            y = self.model(x)
+        except RuntimeError:
+            self.model.to(memory_format=torch.contiguous_format)
+            self.memory_format = None
+            self._layout_checked = True
+            return self.model(x.contiguous())
+        self._layout_checked = True
+        return y
 
     # -- streams --------------------------------------------------------------------
     def stream_count(self) -> int:
@@ -349,6 +375,13 @@ class Predictor:
             for tag, batch in items:
                 yield tag, (None if batch is None else fn(batch))
             return
+        items = iter(items)
+        if self.memory_format is not None and not self._layout_checked:
+            # the layout's first-call check (see _run_model) must not run in two threads at once
+            for tag, batch in items:
+                yield tag, (None if batch is None else fn(batch))
+                if batch is not None:
+                    break
         with cpu_streams(streams) as pool:
             queue: deque[tuple[Any, Future[Any] | None]] = deque()
             running = 0
@@ -445,7 +478,7 @@ class Predictor:
     # -- uncertainty ----------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            return self.model(x).float()
+            return self._run_model(x).float()
 
     @torch.no_grad()
     def window_uncertainty(self, batch: torch.Tensor, method: str, *, samples: int = DEFAULT_SAMPLES,
@@ -455,8 +488,6 @@ class Predictor:
         with dropout on). ``flip_axes``: the spatial axes TTA flips (0-based; default all). Streaming
         callers blend both with the importance map, like logits."""
         batch, crop = pad_to_minimum(batch.to(self.device, non_blocking=True), self.minimum_size)
-        if self.memory_format is not None:
-            batch = batch.contiguous(memory_format=self.memory_format)
         if method == "tta":
             spread = tta_spread(self._forward, batch, self.spatial_dims, flip_axes)
         elif method == "mcdropout":

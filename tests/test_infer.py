@@ -139,6 +139,7 @@ def test_map_batches_keeps_order_and_markers_and_splits_the_threads():
         return pred.window_logits(batch)
 
     items = _batches(9)
+    pred.window_logits(items[1][1])  # the layout's first-call check runs in the calling thread
     out = list(pred.map_batches(iter(items), per_window))
     assert [tag for tag, _ in out] == [tag for tag, _ in items]
     for (_, batch), (_, result) in zip(items, out):
@@ -231,5 +232,44 @@ def test_channels_last_on_cpu_gives_the_same_logits(arch, dims, options):
     got = pred.logits(x, normalized=True)
     assert got.is_contiguous()
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-    # an architecture that does not declare it keeps the layout it was built with
-    assert Predictor(PixelModel(2), device="cpu").memory_format is None
+
+
+class RefusesChannelsLast(nn.Module):
+    """Flattens with ``view``, which needs the plain strides."""
+
+    spatial_dims = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y.view(y.shape[0], -1).view(y.shape)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_network_that_refuses_channels_last_goes_back_to_the_plain_layout(streams):
+    model = RefusesChannelsLast()
+    x = torch.randn(1, 2, 40, 36)
+    with torch.no_grad():
+        expected = model(x)
+    pred = Predictor(model, device="cpu", streams=streams, window=SlidingWindow((16, 16), overlap=0.25, batch_size=4))
+    assert pred.memory_format == torch.channels_last  # undeclared: tried
+    got = pred.logits(x, normalized=True)
+    assert pred.memory_format is None and model.conv.weight.is_contiguous()
+    torch.testing.assert_close(got, Predictor(RefusesChannelsLast(), device="cpu", streams=1,
+                                              window=pred.window).logits(x, normalized=True))
+    assert got.shape == expected.shape
+
+
+def test_a_network_can_decline_channels_last():
+    from segsuite.core.models.base import SegmentationModel
+
+    conv = nn.Conv2d(2, 3, 1)
+    declined = SegmentationModel(conv, arch="c", in_channels=2, num_classes=3, spatial_dims=2, stride=1,
+                                 encoder_prefix=None, channels_last=False)
+    assert Predictor(declined, device="cpu").memory_format is None
+    assert build_model("unet3d", 1, 2, spatial_dims=3, registry=REG, channels=[4, 8]).channels_last is False
+    assert Predictor(PixelModel(2), device="cpu").memory_format == torch.channels_last  # undeclared: tried

@@ -26,4 +26,5 @@ def build_unet3d(in_channels: int, num_classes: int, spatial_dims: int = 3,
     # MONAI's UNet is one nested encoder/decoder; there is no separable encoder to freeze.
     return SegmentationModel(net, arch="unet3d", in_channels=in_channels, num_classes=num_classes,
                              spatial_dims=spatial_dims, stride=2 ** (len(channels) - 1), encoder_prefix=None,
-                             options={"channels": list(channels), "num_res_units": num_res_units, "dropout": dropout})
+                             options={"channels": list(channels), "num_res_units": num_res_units, "dropout": dropout},
+                             channels_last=False)  # measured: no faster on a CPU (0.92-1.0x)
