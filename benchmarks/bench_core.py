@@ -22,7 +22,6 @@ interleaved rounds (numbers quoted in the README):
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path

@@ -24,8 +24,8 @@ each other at the end of every layer), with the same memory; see :meth:`Predicto
 ``SEGSUITE_CPU_STREAMS=1`` (or ``Predictor(streams=1)``) turns it off. On a CPU the network
 also runs in the channels-last memory layout, where oneDNN's convolutions are faster (1.5-2.3x
 for ``bnunet``, 1.15-1.33x for the smp and torchvision models; logits equal to float rounding),
-unless it declares otherwise (``SegmentationModel.channels_last``); a network that refuses the
-layout on its first call is put back in the plain one.
+unless it declares otherwise (``SegmentationModel.channels_last``: MONAI's U-Nets and DDRNet
+do); a network that refuses the layout on its first call is put back in the plain one.
 
 The buffer may live on another device than the network (``accumulate_on="cpu"`` for a
 volume that does not fit on the GPU); on a CUDA out-of-memory error the predictor moves
@@ -245,11 +245,9 @@ class Predictor:
         if streams is not None and streams < 1:
             raise SegsuiteError(f"streams must be 1 or more, got {streams}")
         self.streams = streams
+        # the layout is applied on the first call (see _run_model): until then the network is as given
         self.memory_format = channels_last_format(self.model, self.device)
-        if self.memory_format is not None:
-            self.model = self.model.to(memory_format=self.memory_format)
-        # a network that declares the layout needs no first-call check (see _run_model)
-        self._layout_checked = getattr(model, "channels_last", None) is True
+        self._layout_checked = self.memory_format is None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str = "auto", registry: Any = None, **kwargs: Any) -> "Predictor":
@@ -324,23 +322,27 @@ class Predictor:
         return self._minimum_size
 
     def _run_model(self, x: torch.Tensor) -> torch.Tensor:
-        """The network on ``x`` in :attr:`memory_format`. The first call of a network that did
-        not declare the layout is its check: when it raises (a ``.view()`` that needs the
-        plain strides, an op without channels-last support), the network goes back to the
-        plain layout for good and the call is repeated; an error that is not the layout's then
-        comes back as it is."""
+        """The network on ``x`` in :attr:`memory_format`. The first call puts the network in that
+        layout; for a network that did not declare it, that call is also the check: when it
+        raises (a ``.view()`` that needs the plain strides, an op without channels-last
+        support), the network goes back to the plain layout for good and the call is repeated,
+        so an error that is not the layout's comes back as it is."""
         if self.memory_format is None:
             return self.model(x)
         x = x.contiguous(memory_format=self.memory_format)
         if self._layout_checked:
             return self.model(x)
-        try:
+        self.model.to(memory_format=self.memory_format)
+        if getattr(self.model, "channels_last", None) is True:
             y = self.model(x)
-        except RuntimeError:
-            self.model.to(memory_format=torch.contiguous_format)
-            self.memory_format = None
-            self._layout_checked = True
-            return self.model(x.contiguous())
+        else:
+            try:
+                y = self.model(x)
+            except RuntimeError:
+                self.model.to(memory_format=torch.contiguous_format)
+                self.memory_format = None
+                self._layout_checked = True
+                return self.model(x.contiguous())
         self._layout_checked = True
         return y
 
@@ -461,12 +463,12 @@ class Predictor:
                     # weight and accumulate in one pass (no weighted copy of the batch)
                     out[(slice(None), *region)].addcmul_(y[j], w_acc)
         crop = (slice(None), *[slice(0, s) for s in size])
-        results_ = []
+        blended = []
         for out in outs:
             assert out is not None
             out /= norm
-            results_.append(out[crop])
-        return results_[0][None] if len(results_) == 1 else torch.stack(results_)
+            blended.append(out[crop])
+        return blended[0][None] if len(blended) == 1 else torch.stack(blended)
 
     def probabilities(self, image: Any, **kw: Any) -> torch.Tensor:
         return self.logits(image, **kw).softmax(1)

@@ -301,6 +301,21 @@ class FitResult:
     final_metrics: dict[str, Any] | None
 
 
+
+def _training_forward(model: nn.Module, x: torch.Tensor, batch: int) -> Any:
+    """``model(x)`` in training mode, with batch norm's refusal of a one-value batch (batch 1 and a
+    1x1 feature map: a small patch at the bottleneck, or a global-pooling branch as DDRNet's) as a
+    one-line error that says what to change."""
+    try:
+        return model(x)
+    except ValueError as exc:
+        if "Expected more than 1 value per channel when training" not in str(exc):
+            raise
+        raise SegsuiteError(f"batch norm cannot train on a batch of {batch} whose feature map shrinks to one value per "
+                            f"channel (patch {tuple(x.shape[2:])}): use --batch-size 2 or more per process, or a larger "
+                            "patch") from None
+
+
 class Trainer:
     """Train ``model`` on ``train_set``; validate on ``val_set``; write checkpoints under ``output``."""
 
@@ -441,7 +456,7 @@ class Trainer:
                 if cfg.channels_last and self.spatial_dims == 2:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                    logits = model(x)
+                    logits = _training_forward(model, x, per_rank_batch)
                 loss = supervised_loss(loss_fn, logits, y)  # main logits + weighted auxiliary heads, if any
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

@@ -216,7 +216,7 @@ def test_sliding_window_in_streams_equals_one_stream(dims):
 
 
 @pytest.mark.parametrize("arch, dims, options", [("bnunet", 2, {}), ("bnunet", 3, {"channels": [4, 8, 16]}),
-                                                 ("ddrnet", 2, {"planes": 8})])
+                                                 ("pspnet", 2, {})])
 def test_channels_last_on_cpu_gives_the_same_logits(arch, dims, options):
     torch.manual_seed(0)
     model = build_model(arch, 2, 3, spatial_dims=dims, registry=REG, **options).eval()
@@ -225,11 +225,11 @@ def test_channels_last_on_cpu_gives_the_same_logits(arch, dims, options):
     pred = Predictor(model, device="cpu")
     layout = torch.channels_last if dims == 2 else torch.channels_last_3d
     assert pred.memory_format == layout
-    assert next(p for p in pred.model.parameters() if p.ndim == dims + 2).is_contiguous(memory_format=layout)
     x = torch.randn(2, 2, *((64, 48) if dims == 2 else (16, 24, 16)))
     with torch.no_grad():
         expected = plain(x)
     got = pred.logits(x, normalized=True)
+    assert next(p for p in pred.model.parameters() if p.ndim == dims + 2).is_contiguous(memory_format=layout)
     assert got.is_contiguous()
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
@@ -272,4 +272,5 @@ def test_a_network_can_decline_channels_last():
                                  encoder_prefix=None, channels_last=False)
     assert Predictor(declined, device="cpu").memory_format is None
     assert build_model("unet3d", 1, 2, spatial_dims=3, registry=REG, channels=[4, 8]).channels_last is False
+    assert build_model("ddrnet", 3, 4, registry=REG, planes=8).channels_last is False
     assert Predictor(PixelModel(2), device="cpu").memory_format == torch.channels_last  # undeclared: tried

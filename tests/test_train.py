@@ -231,3 +231,10 @@ def test_demo_runs_a_domain_and_the_training_workflow(tmp_path, cli):
     page = (out / "index.html").read_text()
     assert page.count("<section") == 2 and "Training log" in page and "Verdicts" in page
     assert "report:" in res.stdout and "industrial" in res.stdout and "training" in res.stdout
+
+
+def test_batch_norm_on_a_one_value_batch_is_a_one_line_error(shapes, tmp_path):
+    """DDRNet's context branch pools globally: with batch 1 its batch norm sees one value per channel."""
+    cfg = TrainConfig(epochs=1, **{**SMALL, "model": "ddrnet", "model_options": {"planes": 4}, "batch_size": 1})
+    with pytest.raises(SegsuiteError, match=r"batch norm cannot train on a batch of 1 .*--batch-size 2 or more"):
+        tasks.train(shapes / "train", SHAPES, tmp_path / "run", cfg, log=lambda m: None)

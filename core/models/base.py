@@ -59,9 +59,9 @@ class SegmentationModel(nn.Module):
         self.options = dict(options or {})
         # The memory layout Predictor runs the network in on a CPU, where oneDNN's convolutions
         # are faster channels-last (1.5-2.3x for bnunet, 1.15-1.33x for the smp/torchvision
-        # models, measured): True for architectures checked to take it (bnunet, DDRNet); False
-        # for those it does not speed up (MONAI's instance-norm U-Nets); None lets Predictor try
-        # it and fall back to the plain layout when the network refuses it.
+        # models, measured): True for architectures checked to take it (bnunet); False for those
+        # it does not speed up (MONAI's instance-norm U-Nets; DDRNet on whole frames); None lets
+        # Predictor try it and fall back to the plain layout when the network refuses it.
         self.channels_last = channels_last
 
     # -- forward ------------------------------------------------------------------
