@@ -40,6 +40,7 @@ import contextlib
 import itertools
 import math
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -205,19 +206,31 @@ def default_streams() -> int:
     return value
 
 
+_STREAMS_LOCK = threading.Lock()
+_STREAMS_OPEN: list[int] = []  # the thread count before the first pool opened, while any is open
+
+
 @contextlib.contextmanager
 def cpu_streams(streams: int) -> Iterator[ThreadPoolExecutor]:
     """A pool of ``streams`` threads for model calls, with torch's intra-op threads split between
-    them for as long as it is open (restored on exit; the setting is process-wide)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // streams))
-    # new threads take their intra-op thread count from the setting when they first run torch
+    them for as long as it is open.
+
+    ``torch.set_num_threads`` sets the calling thread's count and the default that threads take
+    when they first run torch (so the pool's new threads get the split). Pools opened at the
+    same time (two predictors in two threads) all restore, in their own thread and as that
+    default, the count from before the first of them opened."""
+    with _STREAMS_LOCK:
+        _STREAMS_OPEN.append(_STREAMS_OPEN[0] if _STREAMS_OPEN else torch.get_num_threads())
+        threads = _STREAMS_OPEN[0]
+        torch.set_num_threads(max(1, threads // streams))
     pool = ThreadPoolExecutor(streams, thread_name_prefix="segsuite-stream")
     try:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads)
+        with _STREAMS_LOCK:
+            _STREAMS_OPEN.pop()
+            torch.set_num_threads(threads)
 
 
 class Predictor:

@@ -172,6 +172,43 @@ def test_map_batches_error_stops_the_run_and_restores_the_threads():
     assert len(calls) < 40  # the batches queued behind the failure were not all run
 
 
+def test_streams_of_two_predictors_at_once_restore_the_thread_count():
+    """Two jobs in two threads each open streams; whatever the order they close in, torch's
+    thread count ends where it started, in both threads and for threads started later."""
+    import threading
+
+    from segsuite.core.infer import cpu_streams
+
+    threads = torch.get_num_threads()
+    inside, release = threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def other() -> None:
+        with cpu_streams(2):
+            seen["other inside"] = torch.get_num_threads()
+            inside.set()
+            release.wait(10)
+        seen["other after"] = torch.get_num_threads()
+
+    t = threading.Thread(target=other)
+    with cpu_streams(2):
+        assert torch.get_num_threads() == max(1, threads // 2)
+        t.start()
+        inside.wait(10)
+    assert torch.get_num_threads() == threads
+    release.set()
+    t.join(10)
+    assert seen == {"other inside": max(1, threads // 2), "other after": threads}
+    assert torch.get_num_threads() == threads
+    later: list[int] = []
+    threading.Thread(target=lambda: later.append(torch.get_num_threads())).start()
+    for _ in range(100):
+        if later:
+            break
+        threading.Event().wait(0.05)
+    assert later == [threads]
+
+
 def test_stream_count_rules(monkeypatch):
     from segsuite.core.errors import SegsuiteError
 
