@@ -403,7 +403,9 @@ class Predictor:
 
             def ready() -> bool:
                 head = queue[0][1]
-                return head is None or head.done() or running > streams + 1
+                # markers count towards the bound too: a long run of them behind a batch still
+                # running (rows without windows) would otherwise be read without limit
+                return head is None or head.done() or running > streams + 1 or len(queue) > 2 * (streams + 2)
 
             for tag, batch in items:
                 queue.append((tag, None if batch is None else pool.submit(fn, batch)))

@@ -311,3 +311,33 @@ def test_a_network_can_decline_channels_last():
     assert build_model("unet3d", 1, 2, spatial_dims=3, registry=REG, channels=[4, 8]).channels_last is False
     assert build_model("ddrnet", 3, 4, registry=REG, planes=8).channels_last is False
     assert Predictor(PixelModel(2), device="cpu").memory_format == torch.channels_last  # undeclared: tried
+
+
+def test_map_batches_reads_only_a_little_ahead_through_markers():
+    """Markers (rows without windows) behind a batch that is still running must not be read
+    without bound: each may hold data (a row's valid mask in the tiler)."""
+    import time
+
+    pred = Predictor(PixelModel(2), device="cpu", streams=2)
+    pred.window_logits(torch.zeros(1, 2, 4, 4))  # the layout's first-call check, done here
+    threads = torch.get_num_threads()
+    pulled: list[int] = []
+
+    def items():
+        for i in range(500):
+            pulled.append(i)
+            yield i, (torch.zeros(1, 2, 4, 4) if i % 100 == 0 else None)
+
+    def slow(batch):
+        time.sleep(0.3)
+        return batch
+
+    try:
+        torch.set_num_threads(2)
+        assert pred.stream_count() == 2
+        results = pred.map_batches(items(), slow)
+        assert next(results)[0] == 0
+        assert len(pulled) <= 20
+        assert [tag for tag, _ in results] == list(range(1, 500))
+    finally:
+        torch.set_num_threads(threads)
