@@ -412,7 +412,10 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
     done = 0
     buffer: RollingBuffer | None = None
     c0 = c1 = rx0 = done_y = 0
-    with contextlib.closing(predictor.map_batches(events(), model, parallel=parallel)) as results:
+    # events() is closed here too, as an error passes: its reader thread must be done with the
+    # scene before the scene is closed (an error raised in map_batches keeps it referenced)
+    with contextlib.closing(events()) as items, \
+            contextlib.closing(predictor.map_batches(items, model, parallel=parallel)) as results:
         for tag, out in results:
             if tag[0] == "chunk":
                 _, c0, c1, rx0, _rx1 = tag

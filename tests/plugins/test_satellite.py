@@ -564,3 +564,49 @@ def test_busy_seconds_is_the_union_of_the_streams_intervals():
 
     assert busy_seconds([]) == 0
     assert busy_seconds([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (5.5, 5.7)]) == pytest.approx(4.0)
+
+
+def test_a_failing_model_stops_the_row_reader_before_the_scene_is_closed(scene, tmp_path, monkeypatch):
+    """An error from the network ends the run with no reader thread left over to read the
+    scene after it is closed (its generator must be closed as the error passes)."""
+    import gc
+    import threading
+    import time
+
+    from segsuite.plugins.satellite import tiling
+
+    pred = conv_predictor()
+    real_logits, calls = pred.window_logits, []
+
+    reading = threading.Event()
+
+    def failing(batch):
+        calls.append(1)
+        if len(calls) > 2 and reading.is_set():  # fail while the reader is busy with the next strip
+            raise RuntimeError("the network broke")
+        return real_logits(batch)
+
+    pred.window_logits = failing
+    real_read, closed_reads = tiling.SceneGrid.read_rows, []
+
+    def slow_read(self, *args):
+        reading.set()
+        time.sleep(0.3)
+        closed_reads.append(self.src.closed)
+        try:
+            return real_read(self, *args)
+        finally:
+            reading.clear()
+
+    monkeypatch.setattr(tiling.SceneGrid, "read_rows", slow_read)
+    gc.disable()  # only the generator's own closing counts, not a collection that happens to run
+    try:
+        before = threading.active_count()
+        with pytest.raises(RuntimeError, match="the network broke"):
+            tile_raster(scene, pred, tmp_path / "c.tif", TileOptions(tile=32, overlap=8, chunk=500, cog=False))
+        assert threading.active_count() == before
+        time.sleep(0.5)
+        assert closed_reads and not any(closed_reads)
+    finally:
+        gc.enable()
+    assert not (tmp_path / "c.tif").exists()
