@@ -470,7 +470,9 @@ class Predictor:
         outs: list[torch.Tensor | None] = [None] * x.shape[0]
         with contextlib.closing(self.map_batches(batches(), per_window, parallel=parallel)) as results:
             for (n, chunk), y in results:
-                y = y.to(acc, non_blocking=True)
+                # a blocking copy: from a GPU to the CPU, a non-blocking one goes to pinned memory
+                # and may not have landed yet when it is added to the buffer
+                y = y.to(acc)
                 out = outs[n]
                 if out is None:
                     out = outs[n] = torch.zeros((y.shape[1], *full), device=acc)

@@ -427,7 +427,8 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
                 buffer.set_valid(ys[tag[1]], tag[2])
             elif tag[0] == "windows":
                 _, j, xs = tag
-                logits, spread = (t.to(acc, non_blocking=True) if t is not None else None for t in out)
+                # blocking (a GPU's results on a CPU buffer: see Predictor._sliding)
+                logits, spread = (t.to(acc) if t is not None else None for t in out)
                 for i, x in enumerate(xs):
                     buffer.add(ys[j], x - rx0, logits[i], weight, spread[i] if spread is not None else None)
             elif tag[0] == "end":
