@@ -227,10 +227,12 @@ def cpu_streams(streams: int) -> Iterator[ThreadPoolExecutor]:
     try:
         yield pool
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        with _STREAMS_LOCK:
-            _STREAMS_OPEN.pop()
-            torch.set_num_threads(threads)
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:  # also when that wait is interrupted (a second Ctrl-C)
+            with _STREAMS_LOCK:
+                _STREAMS_OPEN.pop()
+                torch.set_num_threads(threads)
 
 
 class Predictor:

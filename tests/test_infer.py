@@ -341,3 +341,21 @@ def test_map_batches_reads_only_a_little_ahead_through_markers():
         assert [tag for tag, _ in results] == list(range(1, 500))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_streams_restore_the_thread_count_when_closing_them_is_interrupted(monkeypatch):
+    """A second Ctrl-C while the pool waits for its running batches must not leave the split
+    thread count (and a stale entry that later pools restore to) behind."""
+    from segsuite.core import infer
+
+    class Interrupted(infer.ThreadPoolExecutor):
+        def shutdown(self, *args, **kwargs):
+            super().shutdown(*args, **kwargs)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(infer, "ThreadPoolExecutor", Interrupted)
+    threads = torch.get_num_threads()
+    with pytest.raises(KeyboardInterrupt):
+        with infer.cpu_streams(2):
+            pass
+    assert torch.get_num_threads() == threads and infer._STREAMS_OPEN == []
