@@ -20,7 +20,8 @@ its own batches with one intra-op thread (the thread budget is split between the
 ``batch_size`` windows in flight split between them too, and the results added to the buffer
 in order in the calling thread. For the small convolutional networks of this suite that is
 about 1.4x faster than one batch at a time on two intra-op threads (whose threads wait for
-each other at the end of every layer), with the same memory; see :meth:`Predictor.map_batches`.
+each other at the end of every layer). With the batches queued behind the running ones, up to
+about twice ``batch_size`` windows' outputs exist at once; see :meth:`Predictor.map_batches`.
 ``SEGSUITE_CPU_STREAMS=1`` (or ``Predictor(streams=1)``) turns it off. On a CPU the network
 also runs in the channels-last memory layout, where oneDNN's convolutions are faster (1.5-2.3x
 for ``bnunet``, 1.15-1.33x for the smp and torchvision models; logits equal to float rounding),

@@ -147,9 +147,12 @@ def copy_to_cog(tif: Path) -> None:
 
     cog_tmp = tif.with_name(tif.stem + ".cog.tif")
     try:
-        # the overviews (mode) are most of the copy's time; GDAL computes them on every core
+        # the overviews (mode) are most of the copy's time: GDAL computes them on as many threads
+        # as PyTorch was given (all cores by default, a Ray worker's share on a cluster)
+        import torch
+
         rio_copy(tif, cog_tmp, driver="COG", compress="DEFLATE", overview_resampling="mode", BIGTIFF="IF_SAFER",
-                 NUM_THREADS="ALL_CPUS")
+                 NUM_THREADS=str(max(1, torch.get_num_threads())))
         os.replace(cog_tmp, tif)
     finally:
         cog_tmp.unlink(missing_ok=True)

@@ -46,6 +46,8 @@ from .raster import area_units, band_mismatch, check_bands, default_bands, has_m
 # GDAL keeps written blocks in its cache (default: 5 % of RAM); a fixed cache keeps peak
 # memory independent of the scene size.
 GDAL_CACHE_MB = 128
+MAX_STRIP = 2048
+"""Tallest file block read whole; taller ones (single-strip scenes) are read a window row at a time."""
 MIN_TILE, MAX_TILE = 16, 8192
 """Window sides ``--tile`` accepts: the blending buffers grow with the window, not the scene."""
 
@@ -244,8 +246,12 @@ class SceneGrid:
 
     def strip_rows(self) -> int:
         """Rows read at a time: whole blocks of the file (at least 128 rows), so that no block is
-        decoded twice for the rows two windows share."""
+        decoded twice for the rows two windows share; but window rows when a block is taller than
+        :data:`MAX_STRIP` (a scene stored as one strip), so that memory stays bounded by the tile,
+        not the scene's height (GDAL's block cache then saves the decoding where it can)."""
         block = max(1, int(self.src.block_shapes[self.bands[0] - 1][0]))
+        if block > MAX_STRIP:
+            return self.window[0]
         return block * -(-128 // block)
 
 
@@ -382,6 +388,7 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
     def model(batch: Any) -> Any:
         t0 = time.perf_counter()
         out = predictor.window_uncertainty(batch, method) if spread_method else (predictor.window_logits(batch), None)
+        predictor._check_output(out[0])  # NaN or infinite logits stop the scene: no map from them
         busy.append((t0, time.perf_counter()))
         return out
 

@@ -15,6 +15,7 @@ from rasterio.transform import Affine, from_origin
 from torch import nn
 
 from conftest import ROOT, assert_one_line_error
+from segsuite.core.errors import SegsuiteError
 from segsuite.core.infer import Predictor, SlidingWindow
 from segsuite.core.metrics import ConfusionMatrix
 from segsuite.core.models.base import SegmentationModel
@@ -610,3 +611,37 @@ def test_a_failing_model_stops_the_row_reader_before_the_scene_is_closed(scene, 
     finally:
         gc.enable()
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_a_model_that_returns_nan_stops_the_scene_and_leaves_nothing(scene, tmp_path):
+    class NaNAfterConv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 5, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.masked_fill(y > 0.5, float("nan"))
+
+    model = SegmentationModel(NaNAfterConv(), arch="nan", in_channels=4, num_classes=5, spatial_dims=2, stride=1,
+                              encoder_prefix=None)
+    pred = Predictor(model, device="cpu", normalization={"kind": "zscore", "mean": [1000.0] * 4, "std": [800.0] * 4},
+                     class_map=LANDCOVER)
+    out = tmp_path / "nan.tif"
+    with pytest.raises(SegsuiteError, match="non-finite"):
+        tile_raster(scene, pred, out, TileOptions(tile=64, overlap=16))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_scene_stored_as_one_strip_is_read_a_window_row_at_a_time(tmp_path):
+    from segsuite.plugins.satellite.tiling import MAX_STRIP, SceneGrid
+
+    path = tmp_path / "one_strip.tif"
+    height = MAX_STRIP + 100
+    with rasterio.open(path, "w", driver="GTiff", width=40, height=height, count=4, dtype="uint16",
+                       blockysize=height, compress="deflate") as dst:
+        dst.write(np.random.default_rng(0).integers(0, 3000, (4, height, 40)).astype(np.uint16))
+    with rasterio.open(path) as src:
+        assert src.block_shapes[0][0] == height
+        grid = SceneGrid.open(src, path, conv_predictor(), TileOptions(tile=64, overlap=16), lambda m: None)
+        assert grid.strip_rows() == 64  # not the whole height
