@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -257,6 +259,11 @@ def _route_library_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
+    # The interpreter's garbage collections at exit walk every object PyTorch created: 0.2 s of
+    # each command (measured, of 0.35 s of shutdown). They run after the exit handlers, when every
+    # output is written and closed, so what is alive then is frozen out of them. Objects freed
+    # by reference counting are still finalised as usual.
+    atexit.register(gc.freeze)
     args = sys.argv[1:] if argv is None else list(argv)
     if not (debug_enabled() or "--debug" in args):
         quiet_native_libraries()
