@@ -38,7 +38,7 @@ def measure_latency(spec: str, size: tuple[int, int], *, batch: int = 1, device:
     dev = resolve_device(device)
     model, runtime = _model(spec, dev, channels, classes, onnx_threads)
     model = model.to(dev).eval()
-    from .infer import channels_last_format, minimum_input_size
+    from .infer import Predictor, minimum_input_size
 
     low = minimum_input_size(model)
     if any(s < m for s, m in zip(size, low)):
@@ -51,15 +51,9 @@ def measure_latency(spec: str, size: tuple[int, int], *, batch: int = 1, device:
     if dtype is not torch.float32 and (dev.type != "cuda" or runtime != "torch"):
         raise SegsuiteError(f"--precision {precision} needs a CUDA device and the torch runtime (fp32 on the CPU)")
     x = torch.randn(batch, model.in_channels, *size, device=dev)
-    # the memory layout segsuite runs the network in (channels-last on a CPU, see core.infer)
-    layout = channels_last_format(model, dev)
-    if layout is not None:
-        model, x = model.to(memory_format=layout), x.contiguous(memory_format=layout)
-        try:
-            with torch.inference_mode():
-                model(x)
-        except RuntimeError:  # refused, as Predictor finds on its first call: the plain layout
-            model, x, layout = model.to(memory_format=torch.contiguous_format), x.contiguous(), None
+    # the network as segsuite runs it (channels-last on a CPU where it helps, see core.infer); the
+    # layout's first-call check happens during the warm-up
+    predictor = Predictor(model, device=str(dev), amp="off")
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -70,7 +64,7 @@ def measure_latency(spec: str, size: tuple[int, int], *, batch: int = 1, device:
         for i in range(warmup + runs):
             sync()
             t0 = time.perf_counter()
-            model(x)
+            predictor.run_network(x)
             sync()
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
@@ -79,7 +73,7 @@ def measure_latency(spec: str, size: tuple[int, int], *, batch: int = 1, device:
         "model": getattr(model, "arch", spec), "runtime": runtime, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
         "precision": precision, "size": list(size), "batch": batch, "runs": runs, "warmup": warmup,
-        "layout": "channels_last" if layout is not None else "contiguous",
+        "layout": "channels_last" if predictor.memory_format is not None else "contiguous",
         "latency_ms_median": 1000 * median, "latency_ms_p90": 1000 * sorted(times)[int(0.9 * (len(times) - 1))],
         "images_per_second": batch / median, "torch": torch.__version__,
     }

@@ -261,7 +261,7 @@ class Predictor:
         if streams is not None and streams < 1:
             raise SegsuiteError(f"streams must be 1 or more, got {streams}")
         self.streams = streams
-        # the layout is applied on the first call (see _run_model): until then the network is as given
+        # the layout is applied on the first call (see run_network): until then the network is as given
         self.memory_format = channels_last_format(self.model, self.device)
         self._layout_checked = self.memory_format is None
 
@@ -320,7 +320,7 @@ class Predictor:
         for axes in flips:
             x = batch.flip(axes) if axes else batch
             with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-                y = self._run_model(x)
+                y = self.run_network(x)
             y = y.float()
             y = y.flip(axes) if axes else y
             out = y if out is None else out + y
@@ -337,7 +337,7 @@ class Predictor:
             self._minimum_size = minimum_input_size(self.model)
         return self._minimum_size
 
-    def _run_model(self, x: torch.Tensor) -> torch.Tensor:
+    def run_network(self, x: torch.Tensor) -> torch.Tensor:
         """The network on ``x`` in :attr:`memory_format`. The first call puts the network in that
         layout; for a network that did not declare it, that call is also the check: when it
         raises (a ``.view()`` that needs the plain strides, an op without channels-last
@@ -395,7 +395,7 @@ class Predictor:
             return
         items = iter(items)
         if self.memory_format is not None and not self._layout_checked:
-            # the layout's first-call check (see _run_model) must not run in two threads at once
+            # the layout's first-call check (see run_network) must not run in two threads at once
             for tag, batch in items:
                 yield tag, (None if batch is None else fn(batch))
                 if batch is not None:
@@ -421,7 +421,7 @@ class Predictor:
                 tag0, future = queue.popleft()
                 yield tag0, (None if future is None else future.result())
 
-    def _check_output(self, out: torch.Tensor) -> torch.Tensor:
+    def check_output(self, out: torch.Tensor) -> torch.Tensor:
         bad = non_finite_count(out)
         if bad:
             raise SegsuiteError(f"the model produced {bad} non-finite value(s) (NaN or infinity) for this input; "
@@ -432,14 +432,14 @@ class Predictor:
     def logits(self, image: Any, *, normalized: bool = False) -> torch.Tensor:
         x = image if normalized else self.prepare(image)
         if self.window is None:
-            return self._check_output(self.window_logits(x).to(self.accumulate_on))
+            return self.check_output(self.window_logits(x).to(self.accumulate_on))
         try:
-            return self._check_output(self._sliding(x, self.accumulate_on))
+            return self.check_output(self._sliding(x, self.accumulate_on))
         except torch.cuda.OutOfMemoryError:
             if self.accumulate_on.type != "cuda":
                 raise
             torch.cuda.empty_cache()
-            return self._check_output(self._sliding(x, torch.device("cpu")))
+            return self.check_output(self._sliding(x, torch.device("cpu")))
 
     def _sliding(self, x: torch.Tensor, acc: torch.device, per_window: Any = None) -> torch.Tensor:
         """Blend ``per_window(batch) -> (B, K, *patch)`` (default: :meth:`window_logits`, the only
@@ -500,7 +500,7 @@ class Predictor:
     # -- uncertainty ----------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            return self._run_model(x).float()
+            return self.run_network(x).float()
 
     @torch.no_grad()
     def window_uncertainty(self, batch: torch.Tensor, method: str, *, samples: int = DEFAULT_SAMPLES,
@@ -554,5 +554,5 @@ class Predictor:
                         raise
                     torch.cuda.empty_cache()
                     out = self._sliding(x, torch.device("cpu"), per_window)
-        self._check_output(out)
+        self.check_output(out)
         return out[:, :-1].softmax(1), out[:, -1]

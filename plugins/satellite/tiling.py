@@ -388,7 +388,7 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
     def model(batch: Any) -> Any:
         t0 = time.perf_counter()
         out = predictor.window_uncertainty(batch, method) if spread_method else (predictor.window_logits(batch), None)
-        predictor._check_output(out[0])  # NaN or infinite logits stop the scene: no map from them
+        predictor.check_output(out[0])  # NaN or infinite logits stop the scene: no map from them
         busy.append((t0, time.perf_counter()))
         return out
 
@@ -418,15 +418,15 @@ def _blend_windows(grid: SceneGrid, predictor: Any, options: TileOptions, raster
 
     done = 0
     buffer: RollingBuffer | None = None
-    c0 = c1 = rx0 = done_y = 0
+    c0 = c1 = rx0 = rx1 = done_y = 0
     # events() is closed here too, as an error passes: its reader thread must be done with the
     # scene before the scene is closed (an error raised in map_batches keeps it referenced)
     with contextlib.closing(events()) as items, \
             contextlib.closing(predictor.map_batches(items, model, parallel=parallel)) as results:
         for tag, out in results:
             if tag[0] == "chunk":
-                _, c0, c1, rx0, _rx1 = tag
-                buffer = RollingBuffer(predictor.class_map.num_classes, th + grid.step, _rx1 - rx0, acc, spread_method)
+                _, c0, c1, rx0, rx1 = tag
+                buffer = RollingBuffer(predictor.class_map.num_classes, th + grid.step, rx1 - rx0, acc, spread_method)
                 buffer.top = done_y = ys[first]  # rows above are written (or belong to another band)
                 continue
             assert buffer is not None
@@ -479,7 +479,7 @@ def _finish_rows(logits: Any, weights: Any, valid: np.ndarray, spread: Any, *, m
     from segsuite.core.uncertainty import entropy
 
     covered = (weights > 0).cpu().numpy()
-    labels = class_argmax(logits).to(torch.uint8 if dtype == "uint8" else torch.int32).cpu().numpy().astype(dtype)
+    labels = class_argmax(logits).to(torch.uint8 if dtype == "uint8" else torch.int32).cpu().numpy().astype(dtype, copy=False)
     ok = valid & covered
     labels[~ok] = nodata
     probs = unc = None
@@ -503,6 +503,7 @@ def class_argmax(logits: Any) -> Any:
     ``max(0)`` gives the same indices several times faster than ``argmax(0)`` on the CPU, whose
     reduction along the outer axis of a strided view is slow (measured with torch 2.14)."""
     return logits.max(0).indices
+
 
 def _summary(src: Any, path: Path, output: Path, grid: SceneGrid, class_map: Any, options: TileOptions,
              rasters: OutputRasters, skipped: int, driver: str, seconds: float, model_seconds: float) -> dict[str, Any]:
